@@ -1,0 +1,195 @@
+"""The run store: one directory per trained network, keyed by a hash of its specification.
+
+Layout of a run directory ``<runs_dir>/<key>/``::
+
+    spec.json            the full specification (what the key hashes)
+    meta.json            status, per-epoch history, early-stopping epoch, final accuracy
+    snap_000.pt          weights at initialisation (epoch 0)
+    snap_001.pt ...      weights after every epoch (a state_dict of tensors)
+    resume.pt            optimizer and RNG state after the last complete epoch
+    *.npz                caches derived from the snapshots (centralities, ...)
+
+Every file is written atomically (temporary file in the same directory, then
+``os.replace``), so a killed process leaves either the old file or the new one.
+Snapshots are read with ``torch.load(weights_only=True)``: nothing but tensors and
+plain containers is ever unpickled. A file that cannot be read raises
+:class:`CorruptFileError`, which names the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+
+class CorruptFileError(RuntimeError):
+    """A file of the run store is truncated, corrupt or of the wrong kind."""
+
+
+def spec_key(spec: dict[str, Any]) -> str:
+    """Stable 16-hex-digit key of a JSON-serialisable specification."""
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True, default=_json_default) + "\n").encode())
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(f"{path}: corrupt JSON ({exc}); delete the file to recompute it") from exc
+
+
+def save_tensors(path: Path, obj: Any) -> None:
+    """``torch.save`` a dict of tensors (and plain values) atomically."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_tensors(path: Path) -> Any:
+    """``torch.load(weights_only=True)``; a truncated or corrupt file raises CorruptFileError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such snapshot")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip/pickle errors differ by torch version
+        raise CorruptFileError(
+            f"{path}: corrupt or truncated file ({type(exc).__name__}: {exc}); "
+            "delete it (or the run directory) and re-run to retrain"
+        ) from exc
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise CorruptFileError(f"{path}: corrupt or truncated cache ({exc}); delete it to recompute") from exc
+
+
+class Run:
+    """One trained (or training) network in the store."""
+
+    def __init__(self, directory: Path):
+        self.dir = Path(directory)
+        self.key = self.dir.name
+
+    def __repr__(self) -> str:
+        return f"Run({self.dir})"
+
+    # -- specification and metadata
+    @property
+    def spec(self) -> dict[str, Any]:
+        return read_json(self.dir / "spec.json")
+
+    @property
+    def meta_path(self) -> Path:
+        return self.dir / "meta.json"
+
+    def meta(self) -> dict[str, Any]:
+        """Status and history; ``{}`` for a run that has not written any yet."""
+        if not self.meta_path.exists():
+            return {}
+        return read_json(self.meta_path)
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        atomic_write_json(self.meta_path, meta)
+
+    @property
+    def finished(self) -> bool:
+        return self.meta().get("status") in {"finished", "diverged"}
+
+    # -- snapshots
+    def snapshot_path(self, epoch: int) -> Path:
+        return self.dir / f"snap_{epoch:03d}.pt"
+
+    def save_snapshot(self, epoch: int, state_dict: dict[str, torch.Tensor]) -> None:
+        save_tensors(self.snapshot_path(epoch), {k: v.detach().cpu().clone() for k, v in state_dict.items()})
+
+    def load_snapshot(self, epoch: int) -> dict[str, torch.Tensor]:
+        return load_tensors(self.snapshot_path(epoch))
+
+    def snapshot_epochs(self) -> list[int]:
+        return sorted(int(p.stem.split("_")[1]) for p in self.dir.glob("snap_*.pt"))
+
+    # -- derived caches next to the run
+    def cache_path(self, name: str) -> Path:
+        return self.dir / f"{name}.npz"
+
+
+class RunStore:
+    """A directory of runs keyed by :func:`spec_key` of their specification."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunStore({self.root})"
+
+    def run(self, spec: dict[str, Any]) -> Run:
+        """The run of ``spec``, creating its directory and ``spec.json`` if new."""
+        run = Run(self.root / spec_key(spec))
+        if not (run.dir / "spec.json").exists():
+            atomic_write_json(run.dir / "spec.json", spec)
+        return run
+
+    def get(self, key: str) -> Run:
+        run = Run(self.root / key)
+        if not (run.dir / "spec.json").exists():
+            raise FileNotFoundError(f"{run.dir}: no run with key {key} in the store")
+        return run
+
+    def __iter__(self) -> Iterator[Run]:
+        if not self.root.exists():
+            return iter(())
+        return iter(Run(d) for d in sorted(self.root.iterdir()) if (d / "spec.json").exists())
