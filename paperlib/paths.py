@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 RESULTS = ROOT / "results"
 FIGURES = ROOT / "figures"
-PAPER_RESULTS = RESULTS / "paper"  # the paper's published numbers, transcribed
+PUBLISHED = RESULTS / "published"  # the paper's published numbers, transcribed (CSV)
 EXECUTED = RESULTS / "executed"  # executed notebooks, one folder per profile
 
 
