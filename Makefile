@@ -19,6 +19,7 @@ install: $(VENV)/.installed
 
 reproduce: $(VENV)/.installed
 	$(PY) -m paperlib.pipeline --profile $(PROFILE) $(ARGS)
+	if [ "$(PROFILE)" = default ]; then $(PY) -m paperlib.report --profile default; fi
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q $(ARGS)
