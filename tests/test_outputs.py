@@ -1,0 +1,132 @@
+"""The smoke pipeline end to end: every declared output is written, complete and readable.
+
+Runs ``python -m paperlib.pipeline --profile smoke`` once per test session (fixture
+``smoke_pipeline`` in ``conftest.py``) and inspects what it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from paperlib import paths, tables, timing
+from paperlib.pipeline import STEPS
+from paperlib.profiles import get_profile
+
+pytestmark = pytest.mark.slow
+
+PROFILE = "smoke"
+OUTPUTS = [(s.name, o.format(profile=PROFILE)) for s in STEPS for o in s.outputs]
+CONTRACT_COLUMNS = {
+    "runs.csv": ["key", "arch", "dataset", "model", "lr", "dropout", "seed", "optimizer", "status", "diverged",
+                 "epochs_trained", "early_stop_epoch", "final_acc", "train_seconds", "epoch_seconds"],
+    "centralities.csv": ["key", "arch", "n_snapshots", "rolled_seconds", "unrolled_seconds"],
+    "q1.csv": ["dataset", "arch", "feature_set", "mode", "classifier", "t", "fold_seed", "accuracy", "spearman",
+               "threshold", "n_networks", "n_high"],
+    "q2.csv": ["transfer", "train_archs", "test_arch", "feature_set", "mode", "classifier", "t", "seed",
+               "accuracy", "spearman"],
+    "table1.csv": tables.TABLE1_COLUMNS,
+    "table2.csv": tables.TABLE2_COLUMNS,
+    "q3.csv": timing.Q3_COLUMNS,
+}
+
+
+@pytest.fixture(scope="module")
+def pipeline(smoke_pipeline):
+    assert smoke_pipeline.returncode == 0, (
+        f"smoke pipeline failed (exit {smoke_pipeline.returncode}):\n{smoke_pipeline.stdout[-3000:]}\n"
+        f"{smoke_pipeline.stderr[-3000:]}")
+    return smoke_pipeline
+
+
+def _csv(name: str) -> pd.DataFrame:
+    return pd.read_csv(paths.results_dir(PROFILE) / name)
+
+
+@pytest.mark.parametrize(("step", "output"), OUTPUTS, ids=[o for _, o in OUTPUTS])
+def test_declared_output_exists(pipeline, step, output):
+    path = paths.ROOT / output
+    assert path.exists(), f"{step} did not write {output}"
+    assert path.stat().st_size > 0, f"{output} is empty"
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT_COLUMNS))
+def test_table_columns(pipeline, name):
+    frame = _csv(name)
+    missing = [c for c in CONTRACT_COLUMNS[name] if c not in frame.columns]
+    assert not missing, f"{name} lacks columns {missing}"
+    assert len(frame) > 0
+
+
+def test_every_architecture_in_table1_table2_q3(pipeline):
+    archs = set(get_profile(PROFILE).archs)
+    assert set(_csv("table1.csv")["arch"]) == archs
+    assert set(_csv("table2.csv")["arch"]) == archs
+    assert set(_csv("q3.csv")["arch"]) == archs
+
+
+def test_table2_has_no_empty_cell(pipeline):
+    t2 = _csv("table2.csv")
+    empty = t2[~np.isfinite(t2["accuracy_mean"])]
+    assert empty.empty, f"Table 2 has empty cells:\n{empty[['arch', 'classifier', 'feature_set']]}"
+    for fs in ("unroll-deg", "deg", "evec"):
+        assert set(t2.loc[t2["feature_set"] == fs, "arch"]) == set(get_profile(PROFILE).archs), fs
+    assert t2.groupby(["arch", "classifier"])["best"].any().all(), "a column of Table 2 has no best entry"
+    assert t2["paper_accuracy"].notna().any(), "no paper number beside ours"
+
+
+def test_markdown_and_latex_tables(pipeline):
+    for name in ("table1", "table2"):
+        md = (paths.results_dir(PROFILE) / f"{name}.md").read_text()
+        assert md.count("\n|") >= 3
+    tex = (paths.results_dir(PROFILE) / "table2.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"\end{tabular}" in tex
+
+
+@pytest.mark.parametrize("output", [o for _, o in OUTPUTS if o.endswith(".png")])
+def test_figure_is_a_nonempty_image(pipeline, output):
+    with Image.open(paths.ROOT / output) as im:
+        im.load()
+        assert im.size[0] > 100 and im.size[1] > 100
+        lo, hi = im.convert("L").getextrema()
+        assert lo < hi, f"{output} is a single colour"
+    pdf = (paths.ROOT / output).with_suffix(".pdf").read_bytes()
+    assert pdf.startswith(b"%PDF") and b"CreationDate" not in pdf
+
+
+def test_executed_notebooks_have_no_errors(pipeline):
+    out = paths.executed_dir(PROFILE)
+    for step in STEPS:
+        nb = nbformat.read(out / f"{step.name}.ipynb", as_version=4)
+        for cell in nb.cells:
+            for o in cell.get("outputs", []):
+                assert o.get("output_type") != "error", f"{step.name}: {o.get('ename')}: {o.get('evalue')}"
+
+
+def test_manifest_and_metrics(pipeline):
+    manifest = json.loads(paths.manifest_path(PROFILE).read_text())
+    assert manifest["status"] == "ok"
+    assert [s["notebook"] for s in manifest["steps"]] == [s.name for s in STEPS]
+    metrics = json.loads(paths.metrics_path(PROFILE).read_text())
+    assert {"table1", "table2", "q3"} <= set(metrics)
+    assert set(metrics["q3"]["per_arch"]) == set(get_profile(PROFILE).archs)
+
+
+def test_q3_times_are_positive_and_consistent(pipeline):
+    q3 = _csv("q3.csv")
+    for kind in ("rolled", "unrolled_matfree"):
+        assert (q3[f"{kind}_snapshot_seconds"] > 0).all()
+        np.testing.assert_allclose(q3[f"{kind}_total_seconds"],
+                                   q3["trace_seconds"] + q3[f"{kind}_snapshot_seconds"] * q3["n_snapshots"], rtol=1e-4)
+    np.testing.assert_allclose(q3["rolled_overhead_per_epoch"], q3["rolled_snapshot_seconds"] / q3["epoch_seconds"],
+                               rtol=1e-4)
+    runs = _csv("runs.csv")
+    for _, r in q3.iterrows():
+        ok = runs[(runs["arch"] == r["arch"]) & (runs["status"] == "finished")]
+        expected = (ok["epoch_seconds"] * ok["early_stop_epoch"]).mean()
+        assert r["train_to_early_stop_seconds"] == pytest.approx(expected, rel=1e-4)
