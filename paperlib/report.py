@@ -39,7 +39,8 @@ def _fmt_metrics(metrics: dict[str, Any]) -> list[str]:
             for k, v in values.items():
                 if isinstance(v, dict):
                     inner = ", ".join(f"{kk} = {_fmt(vv)}" for kk, vv in v.items() if not isinstance(vv, (dict, list)))
-                    lines.append(f"  - {section} / {k}: {inner}")
+                    if inner:  # deeper levels stay in metrics.json
+                        lines.append(f"  - {section} / {k}: {inner}")
         else:
             lines.append(f"- **{section}**: {_fmt(values)}")
     return lines
