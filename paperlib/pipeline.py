@@ -196,6 +196,15 @@ def provenance() -> dict[str, Any]:
     }
 
 
+def _strip_machine_paths(path: Path) -> None:
+    """Make an executed notebook speak only of the repository: paths relative to its root,
+    the environment's prefix as ``<env>``."""
+    text = path.read_text()
+    for prefix, repl in ((sys.prefix, "<env>"), (str(paths.ROOT) + os.sep, ""), (str(paths.ROOT), ".")):
+        text = text.replace(prefix, repl)
+    path.write_text(text)
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -238,6 +247,7 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
                 log_output=False,
             )
             record["status"] = "ok"
+            _strip_machine_paths(out_dir / f"{name}.ipynb")
         except PapermillExecutionError as exc:
             record["status"] = "failed"
             record["error"] = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
