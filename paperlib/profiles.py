@@ -22,13 +22,30 @@ Thresholds of ``default`` and ``smoke`` are ours (the paper has no digits settin
 50% final test accuracy for ``default``, the middle of the chance-to-perfect range for 10
 classes; 30% for ``smoke``, whose networks train for only 4 epochs on 384 images and would
 otherwise leave some populations with a single "high" network.
+
+Early stopping and the information horizon. As in the authors' code, early stopping (patience
+``patience`` on test accuracy) may only stop a run at an epoch after ``burn_in``. Every ``t`` a
+predictor uses must lie before every possible stop, so a profile whose ``t_max`` is at or above its
+``burn_in`` is refused when it is built (:class:`Profile` raises ``ValueError`` naming the fields).
+For ``paper`` this caps ``t`` at 9 for every population, where the paper shows AlexNet and others
+up to t=14: beyond the burn-in a stopped network could enter the data.
+
+Overrides. :meth:`Profile.with_overrides` treats 0, ``""`` and ``None`` as "keep the profile's
+value" for every field. The training notebook records the overrides it ran with in
+``results/<profile>/overrides.json`` (:func:`save_overrides`); every later notebook, the runner and
+the manifest read the profile through :func:`effective_profile`, so what ran is what is recorded.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
+
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("float32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -92,7 +109,35 @@ class Profile:
         "deg", "evec", "unroll-deg", "unroll-evec", "B_Wl", "B_What", "B_Wprime", "learning-curve",
     )
     transfers: tuple[Transfer, ...] = ()
-    workers: int = 2  # training processes on this machine
+    workers: int = 2  # training processes on this machine (parallelism is across runs only)
+    burn_in: int = 10  # early stopping may stop a run only at an epoch > burn_in (the authors' 10)
+    threads: int = 1  # intra-op torch threads of every run: fixed, so numbers never depend on the machine
+    device: str = "auto"  # "auto" (cuda when present), "cpu" or "cuda"
+    runs_per_device: int = 1  # runs training side by side on one GPU
+    precision: str = "float32"  # "float32", or "bf16" (mixed precision, opt-in; part of a run's key)
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name, lo in (("batch_size", 1), ("patience", 1), ("burn_in", 0), ("n_folds", 2), ("workers", 1),
+                         ("threads", 1), ("runs_per_device", 1)):
+            if getattr(self, name) < lo:
+                problems.append(f"{name}={getattr(self, name)} must be >= {lo}")
+        if self.device not in DEVICES:
+            problems.append(f"device={self.device!r} must be one of {DEVICES}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision={self.precision!r} must be one of {PRECISIONS}")
+        for pop in self.populations:
+            if pop.epochs < 1:
+                problems.append(f"population {pop.arch}: epochs={pop.epochs} must be >= 1")
+            if not 1 <= pop.t_max <= pop.epochs:
+                problems.append(f"population {pop.arch}: t_max={pop.t_max} must be in 1..epochs={pop.epochs}")
+            if pop.t_max >= self.burn_in:
+                problems.append(
+                    f"population {pop.arch}: t_max={pop.t_max} is not below burn_in={self.burn_in}: early "
+                    f"stopping (after the burn-in) could stop a network at or before an epoch t the predictors "
+                    f"use; lower t_max or raise burn_in")
+        if problems:
+            raise ValueError(f"profile {self.name!r}: " + "; ".join(problems))
 
     def population(self, arch: str) -> Population:
         for pop in self.populations:
@@ -105,11 +150,15 @@ class Profile:
         return [p.arch for p in self.populations]
 
     def with_overrides(self, **overrides: Any) -> "Profile":
-        """A copy with profile fields replaced; ``epochs`` and ``t_max`` apply to every population."""
+        """A copy with profile fields replaced; ``epochs`` and ``t_max`` apply to every population.
+
+        For every field, 0, ``""`` and ``None`` keep the profile's value. Without ``t_max``, an
+        ``epochs`` below a population's ``t_max`` lowers ``t_max`` to it. The result is validated
+        like any profile (``ValueError`` naming the fields).
+        """
+        overrides = {k: v for k, v in overrides.items() if v not in (0, "", None) or isinstance(v, bool)}
         pop_keys = {"epochs", "t_max"}
-        pop_over = {k: overrides.pop(k) for k in list(overrides) if k in pop_keys and overrides[k]}
-        for k in [k for k in overrides if k in pop_keys]:
-            overrides.pop(k)  # falsy: keep the profile's value
+        pop_over = {k: overrides.pop(k) for k in list(overrides) if k in pop_keys}
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise KeyError(f"unknown profile field(s): {sorted(unknown)}")
@@ -130,12 +179,6 @@ class Profile:
 
 
 # --------------------------------------------------------------------------- profiles
-# Learning rates over four orders of magnitude x dropout x seed: 8 x 4 x 2 = 64 networks per
-# population. Sized with benchmarks/bench_train.py so that, on 2 cores, the default profile trains
-# in about 10 minutes and every population spans chance level to above 80% final accuracy.
-_DIGIT_LRS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 1e-1)
-_DIGIT_GRID = Grid(lrs=_DIGIT_LRS, dropouts=(0.0, 0.3, 0.6, 0.9), seeds=(0, 1))
-
 SMOKE = Profile(
     name="smoke",
     description="seconds to minutes; tiny populations on digits (tests)",
@@ -152,6 +195,7 @@ SMOKE = Profile(
     image_size={"digits": 16},
     batch_size=32,  # 12 steps per epoch on the 384 training images
     patience=5,
+    burn_in=10,  # above epochs: no smoke run stops early
     train_limit=384,
     n_folds=3,
     fold_seeds=(0, 1),
@@ -162,21 +206,30 @@ SMOKE = Profile(
     ),
 )
 
+# The default: one run per configuration, as the authors (no seed twins): 16 learning rates
+# spaced evenly in log scale from 1e-4 to 10**-0.5 x 4 dropouts = 64 networks per population, all
+# with seed 0. Batch 128, SGD with momentum 0.9, at most 15 epochs, early stopping (patience 5)
+# only after a burn-in of 10 epochs, t up to 9. Widths shrink the authors' networks for 16x16 digits
+# so that the whole profile trains in about 10 minutes on 2 cores (benchmarks/bench_train.py).
+_DIGIT_LRS = tuple(float(f"{10 ** (-4 + 3.5 * i / 15):.3g}") for i in range(16))
+_DIGIT_GRID = Grid(lrs=_DIGIT_LRS, dropouts=(0.0, 0.25, 0.5, 0.75), seeds=(0,))
+
 DEFAULT = Profile(
     name="default",
-    description="the embedded default: digits, five architectures, 64 networks each",
+    description="the embedded default: digits, the authors' five architectures (shrunk), 64 networks each",
     populations=tuple(
-        Population(arch, model, "digits", 50.0, _DIGIT_GRID, epochs=epochs, t_max=8, model_kwargs=kw)
-        for arch, model, epochs, kw in [
-            ("LeNet", "lenet", 15, {"width": 1.0}),
-            ("AlexNet", "alexnet", 15, {"width": 0.125}),
-            ("VGG", "vgg", 15, {"width": 0.0625}),
-            ("ResNet-20", "resnet_cifar", 12, {"depth": 20, "width": 0.25}),
-            ("ResNet-32", "resnet_cifar", 12, {"depth": 32, "width": 0.25}),
-            ("LeNet-x2", "lenet", 15, {"width": 2.0}),
+        Population(arch, model, "digits", 50.0, _DIGIT_GRID, epochs=15, t_max=9, model_kwargs=kw)
+        for arch, model, kw in [
+            ("LeNet", "lenet", {"width": 1.0}),
+            ("AlexNet", "alexnet", {"width": 0.25, "init": "he"}),  # see paperlib.models: init
+            ("VGG", "vgg", {"width": 0.25, "init": "he"}),
+            ("ResNet-20", "resnet_cifar", {"depth": 20, "width": 0.25}),
+            ("ResNet-32", "resnet_cifar", {"depth": 32, "width": 0.25}),
+            ("LeNet-x2", "lenet", {"width": 2.0}),
         ]
     ),
     image_size={"digits": 16},
+    burn_in=10,
     transfers=(
         Transfer("deeper", ("ResNet-20",), "ResNet-32"),
         Transfer("older-to-resnet", ("LeNet", "AlexNet", "VGG"), "ResNet-20"),
@@ -184,30 +237,31 @@ DEFAULT = Profile(
     ),
 )
 
-# The paper's scale. Learning rates: values seen in the authors' run lists plus a log grid
-# down to 1e-6; dropout 0.0-0.9 in steps of 0.1 (as the authors' code).
-_PAPER_GRID = Grid(
-    lrs=(2.5e-6, 1e-4, 1e-3, 1e-2, 0.15, 0.2, 0.25, 0.35),
-    dropouts=tuple(round(0.1 * i, 1) for i in range(10)),
-    seeds=(0,),
-)
+# The paper's scale, as the authors launched it (scripts/run_gendata_driver-2.sh): learning rates
+# {3, 3.5} x {1e-6, ..., 1e-1} (12 values) x dropout 0.0, 0.1, ..., 0.9, one run per configuration,
+# SGD momentum 0.9, batch 128, their augmentation and normalisation, at most 50 epochs for
+# LeNet/AlexNet/VGG and 120 for the ResNets (Table 1), early stopping after a burn-in of 10 epochs.
+# Tiny-ImageNet at its native 64x64 resolution (the authors' resolution cannot be read from their code).
+_PAPER_LRS = tuple(float(f"{m * 10.0 ** e:.3g}") for e in range(-6, 0) for m in (3.0, 3.5))
+_PAPER_GRID = Grid(lrs=_PAPER_LRS, dropouts=tuple(round(0.1 * i, 1) for i in range(10)), seeds=(0,))
 PAPER = Profile(
     name="paper",
     description="CIFAR-10 and Tiny-ImageNet at the paper's scale (needs the data and GPUs)",
     populations=(
         Population("LeNet", "lenet", "cifar10", 40.0, _PAPER_GRID, epochs=50, t_max=9),
-        Population("AlexNet", "alexnet", "cifar10", 40.0, _PAPER_GRID, epochs=50, t_max=14),
-        Population("VGG", "vgg", "cifar10", 40.0, _PAPER_GRID, epochs=50, t_max=14),
-        Population("ResNet-32", "resnet_cifar", "cifar10", 40.0, _PAPER_GRID, epochs=120, t_max=14,
+        Population("AlexNet", "alexnet", "cifar10", 40.0, _PAPER_GRID, epochs=50, t_max=9),
+        Population("VGG", "vgg", "cifar10", 40.0, _PAPER_GRID, epochs=50, t_max=9),
+        Population("ResNet-32", "resnet_cifar", "cifar10", 40.0, _PAPER_GRID, epochs=120, t_max=9,
                    model_kwargs={"depth": 32}),
-        Population("ResNet-44", "resnet_cifar", "cifar10", 40.0, _PAPER_GRID, epochs=120, t_max=14,
+        Population("ResNet-44", "resnet_cifar", "cifar10", 40.0, _PAPER_GRID, epochs=120, t_max=9,
                    model_kwargs={"depth": 44}),
-        Population("LeNet-IN", "lenet", "tiny-imagenet", 9.0, _PAPER_GRID, epochs=50, t_max=14),
-        Population("AlexNet-IN", "alexnet", "tiny-imagenet", 10.0, _PAPER_GRID, epochs=50, t_max=14),
-        Population("ResNet-34", "resnet34", "tiny-imagenet", 25.0, _PAPER_GRID, epochs=120, t_max=14),
-        Population("ResNet-50", "resnet50", "tiny-imagenet", 25.0, _PAPER_GRID, epochs=120, t_max=14),
+        Population("LeNet-IN", "lenet", "tiny-imagenet", 9.0, _PAPER_GRID, epochs=50, t_max=9),
+        Population("AlexNet-IN", "alexnet", "tiny-imagenet", 10.0, _PAPER_GRID, epochs=50, t_max=9),
+        Population("ResNet-34", "resnet34", "tiny-imagenet", 25.0, _PAPER_GRID, epochs=120, t_max=9),
+        Population("ResNet-50", "resnet50", "tiny-imagenet", 25.0, _PAPER_GRID, epochs=120, t_max=9),
     ),
     image_size={"cifar10": 32, "tiny-imagenet": 64},
+    burn_in=10,
     transfers=(
         Transfer("deeper", ("ResNet-32",), "ResNet-44"),
         Transfer("deeper-IN", ("ResNet-34",), "ResNet-50"),
@@ -225,3 +279,40 @@ def get_profile(name: str, **overrides: Any) -> Profile:
     except KeyError:
         raise KeyError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}") from None
     return profile.with_overrides(**overrides) if overrides else profile
+
+
+def overrides_path(name: str):
+    """``results/<name>/overrides.json``: the overrides the training notebook ran with."""
+    from . import paths
+
+    return paths.results_dir(name) / "overrides.json"
+
+
+def save_overrides(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Record the effective overrides of profile ``name`` (those that change a value); return them."""
+    from .store import atomic_write_json
+
+    kept = {k: v for k, v in overrides.items() if v not in (0, "", None) or isinstance(v, bool)}
+    get_profile(name, **dict(kept))  # refuse what would not build
+    atomic_write_json(overrides_path(name), kept)
+    return kept
+
+
+def load_overrides(name: str) -> dict[str, Any]:
+    """The recorded overrides of profile ``name`` (``{}`` when none were recorded)."""
+    path = overrides_path(name)
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: corrupt overrides file ({exc}); delete it and re-run 01_train") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of profile overrides")
+    return data
+
+
+def effective_profile(name: str) -> Profile:
+    """The profile ``name`` as the training notebook last ran it: the code's definition plus the
+    overrides recorded in ``results/<name>/overrides.json`` (see :func:`save_overrides`)."""
+    return get_profile(name, **load_overrides(name))
