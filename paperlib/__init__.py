@@ -6,20 +6,32 @@ One module per step of the pipeline:
 ==================  ===========================================================
 ``paths``           every path the project reads or writes
 ``profiles``        smoke / default / paper: plain data every notebook reads
-``data``            datasets (digits, CIFAR-10, Tiny-ImageNet)
-``models``          LeNet, AlexNet, VGG, CIFAR ResNets, torchvision ResNets
+``data``            datasets (digits, CIFAR-10, Tiny-ImageNet), on the training device
+``device``          device resolution (auto / cpu / cuda), deterministic settings
+``models``          the authors' LeNet, AlexNet, VGG, CIFAR ResNets, torchvision ResNets
 ``store``           the on-disk run store (one directory per trained network)
 ``train``           populations of networks, snapshots after every epoch
-``graph``           rolled and unrolled graphs of a network (S1)
+``graph``           rolled and unrolled graphs of a network (S1), a package:
+                    ``tracing`` / ``flow`` (channel flow) / ``plan`` / ``rolled`` /
+                    ``unrolled`` / ``sizes``
 ``centrality``      weighted degree and eigenvector centrality (S2)
 ``temporal``        per-run temporal graphs: centralities of every snapshot, cached
 ``signatures``      graph signatures and temporal signatures (S3)
-``features``        named feature sets, ours and the baselines
-``experiments``     Q1 / Q2 classification experiments (S4)
-``figures``         figures, one shared style
+``features``        named feature sets, ours and the baselines; the information horizon
+``evaluation``      the one evaluator of Q1 and Q2: grouped nested CV, tuned classifiers
+``stats``           the corrected resampled t-test (Nadeau & Bengio, 2003)
+``experiments``     Q1 / Q2 plans and result files (S4)
 ``tables``          tables 1 and 2, paper numbers beside ours
+``render``          Markdown / LaTeX rendering of the tables
+``readings``        plain-language readings computed from the result files
+``figures``         figures, one shared style
 ``timing``          Q3 runtime measurements
-``pipeline``        the headless runner: ``python -m paperlib.pipeline``
+``predictor``       the fitted early-stopping predictor (beyond the paper)
+``hooks``           the predictor in your own training: PyTorch, Lightning, Optuna
+``pruning``         the simulated hyperparameter search with pruners (07)
+``metrics``         the headline numbers in ``metrics.json``
+``report``          the README's results block
+``pipeline``        the declared steps and the headless runner: ``python -m paperlib.pipeline``
 ==================  ===========================================================
 """
 

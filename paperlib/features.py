@@ -1,12 +1,14 @@
 """Named feature sets, ours and the baselines, per run and per epoch (step S3).
 
-Every feature set is computed for every run of a population and every epoch
+Every stored feature set is computed for every run of a population and every epoch
 ``0..T`` (``T`` = the population's ``t_max``, or fewer where no run trained that
-long) and cached as one array of shape ``(n_runs, T + 1, k + 1)``: ``k`` values per
-epoch and a last column that flags replaced values (see *Diverged networks*).
-The experiments then pick epochs ``1..t`` (graph signatures, learning curve) or
-epoch ``t`` alone (weight baselines) with the transformers of
-:mod:`paperlib.signatures`.
+long) and cached as one array of shape ``(n_runs, T + 1, k)``: ``k`` values per
+epoch, **NaN where the run has no snapshot** (it stopped or diverged before that
+epoch) or where the snapshot is not finite (the epoch it diverged). Nothing is ever
+filled in from another epoch. The experiments pick epochs ``1..t`` (graph
+signatures, learning curve) or epoch ``t`` alone (weight baselines) with the
+transformers of :mod:`paperlib.signatures`, and only for the networks that are
+*alive* at ``t`` (:meth:`PopulationFeatures.alive`).
 
 ==================  =========================================================  ======  ============
 name                per epoch                                                  k       epochs used
@@ -21,6 +23,24 @@ name                per epoch                                                  k
 ``learning-curve``  test accuracy (%) after the epoch                          1       1..t
 ==================  =========================================================  ======  ============
 
+Derived feature sets (not stored; built from the stored ones by
+:meth:`PopulationFeatures.array`):
+
+==========================  ===================================================  ====
+``learning-curve+deg``      learning curve and ``deg`` side by side, per epoch     6
+``learning-curve+evec``     learning curve and ``evec`` side by side, per epoch    6
+``deg-sa``, ``evec-sa``     *size-aware* signatures (our addition, for Q2):        4
+                            the signature of ``v / mean(v)`` instead of ``v``:
+                            median/mean, std/mean, skewness, kurtosis
+==========================  ===================================================  ====
+
+The size-aware variant is ours, not the paper's: degree grows with fan-in and
+eigenvector entries shrink as ``1/sqrt(n)``, so the paper's signatures of two
+populations of different size live on different scales. Dividing the centrality
+vector by its mean removes the scale and keeps the shape (the mean itself is then
+always 1 and is dropped). It is computed exactly from the paper's signature:
+``median(v/m) = median/m``, ``std(v/m) = std/m``, skewness and kurtosis unchanged.
+
 Choices stated here once:
 
 * **Epochs of the baselines.** The weight baselines (after Unterthiner et al.,
@@ -30,26 +50,33 @@ Choices stated here once:
   variance (``ddof=0``); percentiles are ``numpy.percentile``'s linear ones.
 * **The learning curve**, the baseline the paper left out, is the sequence of
   test accuracies after epochs ``1..t`` from the run's history.
-* **Runs that stopped before epoch t** (early stopping, divergence) keep their
-  last snapshot: the network does not change after training stops, so its
-  features at later epochs are those of its last trained epoch (forward fill).
-* **Diverged networks.** A snapshot with non-finite weights gives non-finite
-  centralities and signatures (:func:`paperlib.signatures.aggregate`). All the
-  values of such an epoch are replaced by ``FILL_VALUE`` (0.0) and the epoch's
-  flag column is set to 1.0 (0.0 everywhere else), so every feature is finite and a classifier can
-  still tell a diverged network apart. Diverged runs stay in the data set with
-  the label "low".
+* **The information horizon** (:meth:`PopulationFeatures.alive`). At epoch ``t`` a
+  network is *alive* when its epochs ``1..t`` were all trained and are finite: it
+  did not diverge at or before ``t`` (``diverged_epoch > t``) and did not stop
+  before ``t`` (``epochs_trained >= t``). Only alive networks enter an evaluation
+  at ``t``; the others were *decided* before ``t`` and are counted
+  (``n_decided`` in every result row), never filled in.
+* **A missing epoch of an alive run is an error** naming the run directory: a
+  snapshot, a centrality cache entry or a history entry that should exist and
+  does not (or a non-finite value of a run that had not diverged) stops the step.
+  A whole source that is absent for a run (no unrolled centralities computed)
+  leaves that feature set out, with the reason.
 * **Labels.** A network is "high" when its final test accuracy is at least the
-  population's threshold (``Population.threshold``); diverged runs and runs
-  without a final accuracy are "low".
+  population's threshold (``Population.threshold``) and it did not diverge;
+  diverged runs and runs without a final accuracy are "low".
+* **Configurations** (:attr:`PopulationFeatures.groups`). Networks that share
+  every hyperparameter but the seed (the ``runs.csv`` columns of
+  :data:`CONFIG_COLUMNS` that are present) form one configuration; the
+  evaluation keeps a configuration in one fold.
 
 :func:`build_profile_features` writes the arrays to
-``<store>/features/<arch>.npz`` and an index to ``results/<profile>/features.csv``.
+``results/<profile>/features/<arch>.npz`` and an index to
+``results/<profile>/features.csv``.
 """
 
 from __future__ import annotations
 
-import re
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,10 +88,18 @@ import pandas as pd
 from . import paths
 from .profiles import Population, Profile
 from .signatures import AGGREGATORS, aggregate_rows
-from .store import Run, load_npz, load_tensors, save_npz
+from .store import Run, atomic_write_bytes, load_npz, load_tensors
 
-FILL_VALUE = 0.0
 WEIGHT_STATS: tuple[str, ...] = ("mean", "var", "p0", "p25", "p50", "p75", "p100")
+SIZE_AWARE: tuple[str, ...] = ("median/mean", "std/mean", "skew", "kurtosis")
+#: runs.csv columns that define a configuration (every hyperparameter but the seed), where present.
+CONFIG_COLUMNS: tuple[str, ...] = ("model", "lr", "dropout", "optimizer", "momentum", "batch_size", "weight_decay",
+                                   "epochs", "max_epochs", "patience", "burn_in", "image_size", "train_limit",
+                                   "precision")
+
+
+class MissingEpochError(ValueError):
+    """An epoch that an alive run must have (snapshot, centralities, history) is missing or not finite."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +107,9 @@ class FeatureSet:
     """One named feature set.
 
     ``source`` is what it is computed from ("rolled", "unrolled", "last-layer",
-    "history"); ``temporal`` says whether epochs ``1..t`` are concatenated (else
-    epoch ``t`` alone); ``modes`` are the signature modes that apply to it.
+    "history", or "derived" from the sets in ``parts``); ``temporal`` says whether
+    epochs ``1..t`` are concatenated (else epoch ``t`` alone); ``modes`` are the
+    signature modes that apply to it.
     """
 
     name: str
@@ -82,6 +118,7 @@ class FeatureSet:
     temporal: bool
     modes: tuple[str, ...]
     description: str
+    parts: tuple[str, ...] = ()
 
 
 _GRAPH_MODES = ("plain", "wavg", "expavg")
@@ -99,8 +136,19 @@ FEATURE_SETS: dict[str, FeatureSet] = {
         FeatureSet("B_Wprime", "last-layer", AGGREGATORS, False, ("plain",),
                    "the five signature aggregators of the last layer"),
         FeatureSet("learning-curve", "history", ("test_acc",), True, ("plain",), "test accuracy after each epoch"),
+        FeatureSet("learning-curve+deg", "derived", ("test_acc", *AGGREGATORS), True, ("plain",),
+                   "learning curve and the degree signature, side by side", ("learning-curve", "deg")),
+        FeatureSet("learning-curve+evec", "derived", ("test_acc", *AGGREGATORS), True, ("plain",),
+                   "learning curve and the eigenvector signature, side by side", ("learning-curve", "evec")),
+        FeatureSet("deg-sa", "derived", SIZE_AWARE, True, _GRAPH_MODES,
+                   "size-aware degree signature (our addition): signature of deg / mean(deg)", ("deg",)),
+        FeatureSet("evec-sa", "derived", SIZE_AWARE, True, _GRAPH_MODES,
+                   "size-aware eigenvector signature (our addition): signature of evec / mean(evec)", ("evec",)),
     )
 }
+STORED = tuple(name for name, fs in FEATURE_SETS.items() if fs.source != "derived")
+COMBINED = ("learning-curve+deg", "learning-curve+evec")
+SIZE_AWARE_SETS = ("deg-sa", "evec-sa")
 
 
 def feature_set(name: str) -> FeatureSet:
@@ -108,6 +156,24 @@ def feature_set(name: str) -> FeatureSet:
         return FEATURE_SETS[name]
     except KeyError:
         raise KeyError(f"unknown feature set {name!r}; choose one of {sorted(FEATURE_SETS)}") from None
+
+
+def size_aware(signatures: np.ndarray) -> np.ndarray:
+    """The size-aware signature from the paper's five aggregators (last axis).
+
+    ``[median, mean, std, skew, kurtosis]`` -> ``[median/mean, std/mean, skew, kurtosis]``: the
+    signature of ``v / mean(v)`` (mean dropped, always 1). NaN where the mean is 0 or the input NaN.
+
+    Examples
+    --------
+    >>> size_aware(np.array([[2.0, 4.0, 1.0, 0.5, -1.0]]))
+    array([[ 0.5 ,  0.25,  0.5 , -1.  ]])
+    """
+    s = np.asarray(signatures, dtype=np.float64)
+    mean = s[..., 1:2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaled = np.where(mean != 0, s[..., [0, 2]] / mean, np.nan)
+    return np.concatenate([scaled, s[..., 3:5]], axis=-1)
 
 
 # --------------------------------------------------------------------------- per-epoch values
@@ -140,33 +206,14 @@ def last_layer(state_dict: dict[str, Any]) -> np.ndarray:
     raise ValueError("no 2-D weight (linear layer) in the state dict")
 
 
-def _forward_fill(epochs: np.ndarray, rows: np.ndarray, n_epochs: int) -> np.ndarray:
-    """Rows for epochs ``0..n_epochs-1``: the row of the latest available epoch <= e (NaN before any)."""
-    epochs = np.asarray(epochs, dtype=int)
-    out = np.full((n_epochs, rows.shape[1]), np.nan)
-    order = np.argsort(epochs)
-    epochs, rows = epochs[order], rows[order]
-    idx = np.searchsorted(epochs, np.arange(n_epochs), side="right") - 1
-    have = idx >= 0
-    out[have] = rows[idx[have]]
-    return out
-
-
-def with_flag(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Replace every value of a row with a non-finite entry by ``FILL_VALUE``; append the flag column.
-
-    ``values`` has shape ``(..., k)``; returns ``(..., k + 1)`` and the number of
-    flagged rows.
-    """
-    bad = ~np.isfinite(values).all(axis=-1)
-    out = np.concatenate([np.where(bad[..., None], FILL_VALUE, values), bad[..., None].astype(float)], axis=-1)
-    return out, int(bad.sum())
-
-
 # --------------------------------------------------------------------------- one population
 @dataclass
 class PopulationFeatures:
-    """Cached features of one population: arrays ``(n_runs, n_epochs, k + 1)`` per feature set."""
+    """Cached features of one population: arrays ``(n_runs, n_epochs, k)`` per stored feature set.
+
+    ``groups`` is the integer id of every run's configuration (every hyperparameter but the
+    seed); ``diverged_epoch`` is the epoch a run diverged (``np.inf`` when it never did).
+    """
 
     arch: str
     dataset: str
@@ -178,18 +225,57 @@ class PopulationFeatures:
     t_available: int
     arrays: dict[str, np.ndarray]
     missing: dict[str, str]  # feature set -> why it is not available
+    groups: np.ndarray
+    diverged_epoch: np.ndarray
 
     @property
     def labels(self) -> np.ndarray:
         return population_labels(self.final_acc, self.diverged, self.threshold)
 
+    @property
+    def n_runs(self) -> int:
+        return len(self.keys)
+
+    def alive(self, t: int) -> np.ndarray:
+        """Boolean mask of the networks inside the information horizon at epoch ``t``.
+
+        Alive: epochs ``1..t`` all trained and finite, i.e. not diverged at or before ``t``
+        (``diverged_epoch > t``) and not stopped before ``t`` (``epochs_trained >= t``).
+        Only these networks may enter an evaluation at ``t``.
+        """
+        t = int(t)
+        return (np.asarray(self.epochs_trained) >= t) & (np.asarray(self.diverged_epoch, dtype=float) > t)
+
+    def available(self, name: str) -> bool:
+        fs = feature_set(name)
+        if fs.source == "derived":
+            return all(self.available(p) for p in fs.parts)
+        return name in self.arrays
+
+    def why_missing(self, name: str) -> str:
+        fs = feature_set(name)
+        if fs.source == "derived":
+            return "; ".join(f"{p}: {self.why_missing(p)}" for p in fs.parts if not self.available(p))
+        return self.missing.get(name, "not computed")
+
+    def array(self, name: str) -> np.ndarray:
+        """``(n_runs, n_epochs, k)`` of a stored or derived feature set (NaN where no snapshot)."""
+        fs = feature_set(name)
+        if not self.available(name):
+            raise KeyError(f"{self.arch}: feature set {name!r} is not available ({self.why_missing(name)})")
+        if fs.source != "derived":
+            return self.arrays[name]
+        if name in SIZE_AWARE_SETS:
+            return size_aware(self.array(fs.parts[0]))
+        return np.concatenate([self.array(p) for p in fs.parts], axis=2)
+
     def matrix(self, name: str) -> np.ndarray:
-        """``(n_runs, n_epochs * (k + 1))``: the input layout of the signature transformers."""
-        a = self.arrays[name]
+        """``(n_runs, n_epochs * k)``: the input layout of the signature transformers."""
+        a = self.array(name)
         return a.reshape(a.shape[0], -1)
 
     def width(self, name: str) -> int:
-        return self.arrays[name].shape[2]
+        return self.array(name).shape[2]
 
 
 def population_labels(final_acc: np.ndarray, diverged: np.ndarray, threshold: float) -> np.ndarray:
@@ -200,12 +286,21 @@ def population_labels(final_acc: np.ndarray, diverged: np.ndarray, threshold: fl
     return (high & ~np.asarray(diverged, dtype=bool)).astype(int)
 
 
-def _safe_name(arch: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", arch)
+def configuration_groups(df: pd.DataFrame) -> np.ndarray:
+    """Integer id of each row's configuration: equal values in every present :data:`CONFIG_COLUMNS` column.
+
+    Ids are numbered in order of first appearance. Raises ValueError when no configuration
+    column is present (the seed alone cannot define a group).
+    """
+    cols = [c for c in CONFIG_COLUMNS if c in df.columns]
+    if not cols:
+        raise ValueError(f"runs.csv has none of the configuration columns {CONFIG_COLUMNS}; cannot group seeds")
+    key = df[cols].astype(str).agg("|".join, axis=1)
+    return pd.factorize(key)[0].astype(int)
 
 
 def features_path(profile: str, arch: str) -> Path:
-    return paths.store_dir(profile) / "features" / f"{_safe_name(arch)}.npz"
+    return paths.features_dir(profile) / f"{paths.safe_name(arch)}.npz"
 
 
 def _default_centralities() -> Callable[[Run, str], dict[str, np.ndarray]]:
@@ -228,6 +323,36 @@ def _diverged_column(df: pd.DataFrame) -> np.ndarray:
     return (df.get("status", pd.Series("finished", index=df.index)) == "diverged").to_numpy()
 
 
+def _diverged_epoch_column(df: pd.DataFrame, diverged: np.ndarray, trained: np.ndarray) -> np.ndarray:
+    """Epoch of divergence (``inf`` when never); a diverged run without one diverged at its last epoch."""
+    if "diverged_epoch" in df:
+        ep = pd.to_numeric(df["diverged_epoch"], errors="coerce").to_numpy(dtype=float)
+    else:
+        ep = np.full(len(df), np.nan)
+    ep = np.where(diverged & np.isnan(ep), trained.astype(float), ep)
+    return np.where(diverged, ep, np.inf)
+
+
+def _fill_epochs(run: Run, epochs: np.ndarray, rows: np.ndarray, n_epochs: int, need: int, what: str) -> np.ndarray:
+    """Rows for epochs ``0..n_epochs-1`` from the given ``epochs`` (NaN where absent).
+
+    Every epoch ``1..need`` must be present and finite (the run is alive there): else
+    :class:`MissingEpochError` naming the run directory.
+    """
+    out = np.full((n_epochs, rows.shape[1]), np.nan)
+    epochs = np.asarray(epochs, dtype=int)
+    keep = (epochs >= 0) & (epochs < n_epochs)
+    out[epochs[keep]] = rows[keep]
+    for e in range(1, need + 1):
+        if e not in set(epochs[keep].tolist()):
+            raise MissingEpochError(f"{run.dir}: {what} of epoch {e} is missing, but the run trained it and was "
+                                    "alive then; recompute it (never filled from another epoch)")
+        if not np.isfinite(out[e]).all():
+            raise MissingEpochError(f"{run.dir}: {what} of epoch {e} is not finite, but the run had not diverged "
+                                    "by then")
+    return out
+
+
 def compute_population(
     pop: Population,
     runs: pd.DataFrame,
@@ -235,68 +360,82 @@ def compute_population(
     names: tuple[str, ...],
     centralities: Callable[[Run, str], dict[str, np.ndarray]] | None = None,
 ) -> tuple[PopulationFeatures, list[dict[str, Any]]]:
-    """Compute the feature sets ``names`` for every run of ``pop`` listed in ``runs``.
+    """Compute the stored feature sets ``names`` for every run of ``pop`` listed in ``runs``.
 
     Returns the features and one index row per feature set. A feature set whose
-    source is missing for some run (e.g. no unrolled centralities) is left out
-    and its reason recorded.
+    source is absent for some run (e.g. no unrolled centralities) is left out and
+    its reason recorded; an epoch missing inside a run's alive range is an error
+    (:class:`MissingEpochError`).
     """
     df = runs[runs["arch"] == pop.arch].sort_values("key").reset_index(drop=True)
     n = len(df)
     trained = df["epochs_trained"].fillna(0).astype(int).to_numpy() if "epochs_trained" in df else np.zeros(n, int)
+    diverged = _diverged_column(df)
+    div_epoch = _diverged_epoch_column(df, diverged, trained)
     t_avail = int(min(pop.t_max, trained.max())) if n else 0
     n_epochs = t_avail + 1
+    # last epoch of each run inside its alive range (and the cached range)
+    alive_to = np.minimum(np.minimum(trained, t_avail), np.where(np.isfinite(div_epoch), div_epoch - 1, 10**9))
+    alive_to = alive_to.astype(int)
     run_objs = [Run(Path(runs_root) / k) for k in df["key"]]
     arrays: dict[str, np.ndarray] = {}
     missing: dict[str, str] = {}
     rows: list[dict[str, Any]] = []
     by_source: dict[str, list[str]] = {}
     for name in names:
-        by_source.setdefault(feature_set(name).source, []).append(name)
+        fs = feature_set(name)
+        if fs.source == "derived":
+            raise ValueError(f"{name!r} is derived from {fs.parts}; it is not stored (list the parts instead)")
+        by_source.setdefault(fs.source, []).append(name)
 
     for source, group in by_source.items():
         t0 = time.perf_counter()
         raw: dict[str, list[np.ndarray]] = {name: [] for name in group}
         reason = None
-        try:
-            for run, n_tr in zip(run_objs, trained):
-                last = min(int(n_tr), t_avail)
+        for run, n_tr, need in zip(run_objs, trained, alive_to):
+            last = min(int(n_tr), t_avail)
+            try:
                 if source in ("rolled", "unrolled"):
                     if centralities is None:
                         centralities = _default_centralities()
                     c = centralities(run, source)
-                    ep = np.asarray(c["epochs"], dtype=int)
-                    keep = ep <= t_avail
-                    for name in group:
-                        key = "deg" if name.endswith("deg") else "evec"
-                        vals = np.asarray(c[key], dtype=np.float64)[keep]
-                        sig = aggregate_rows(vals)
-                        if "finite" in c:
-                            sig[~np.asarray(c["finite"], dtype=bool)[keep]] = np.nan
-                        raw[name].append(_forward_fill(ep[keep], sig, n_epochs))
-                elif source == "last-layer":
-                    eps = [e for e in range(last + 1) if run.snapshot_path(e).exists()]
-                    if not eps:
-                        raise FileNotFoundError(f"{run.dir}: no snapshots")
-                    w = np.stack([last_layer(load_tensors(run.snapshot_path(e))) for e in eps])
-                    for name in group:
-                        if name == "B_Wl":
-                            vals = w
-                        elif name == "B_What":
-                            vals = weight_stats(w)
-                        else:
-                            vals = aggregate_rows(w)
-                        raw[name].append(_forward_fill(np.array(eps), vals, n_epochs))
                 elif source == "history":
                     hist = run.meta().get("history", [])
-                    ep = np.array([h["epoch"] for h in hist if h["epoch"] <= t_avail], dtype=int)
-                    acc = np.array([[np.nan if h.get("test_acc") is None else h["test_acc"]]
-                                    for h in hist if h["epoch"] <= t_avail], dtype=np.float64).reshape(-1, 1)
-                    raw[group[0]].append(_forward_fill(ep, acc, n_epochs))
-                else:  # pragma: no cover - registry and code disagree
-                    raise ValueError(f"unknown source {source!r}")
-        except (FileNotFoundError, KeyError, ModuleNotFoundError) as exc:
-            reason = f"{source} source unavailable: {type(exc).__name__}: {exc}"
+            except (FileNotFoundError, KeyError, ModuleNotFoundError) as exc:
+                reason = f"{source} source unavailable for {run.dir.name}: {type(exc).__name__}: {exc}"
+                break
+            if source in ("rolled", "unrolled"):
+                ep = np.asarray(c["epochs"], dtype=int)
+                keep = ep <= t_avail
+                for name in group:
+                    key = "deg" if name.endswith("deg") else "evec"
+                    sig = aggregate_rows(np.asarray(c[key], dtype=np.float64)[keep])
+                    if "finite" in c:
+                        sig[~np.asarray(c["finite"], dtype=bool)[keep]] = np.nan
+                    raw[name].append(_fill_epochs(run, ep[keep], sig, n_epochs, need, f"{source} {key} centrality"))
+            elif source == "last-layer":
+                eps = []
+                for e in range(last + 1):
+                    if run.snapshot_path(e).exists():
+                        eps.append(e)
+                    elif e <= need:
+                        raise MissingEpochError(f"{run.dir}: snapshot of epoch {e} is missing, but the run trained "
+                                                "it and was alive then; retrain the run (01_train)")
+                w_rows = [last_layer(load_tensors(run.snapshot_path(e))) for e in eps]
+                sizes = {len(r) for r in w_rows}
+                if len(sizes) > 1:
+                    raise ValueError(f"{run.dir}: last layer changes size between snapshots ({sorted(sizes)})")
+                w = np.stack(w_rows)
+                for name in group:
+                    vals = w if name == "B_Wl" else weight_stats(w) if name == "B_What" else aggregate_rows(w)
+                    raw[name].append(_fill_epochs(run, np.array(eps), vals, n_epochs, need, "last layer"))
+            elif source == "history":
+                ep = np.array([h["epoch"] for h in hist if h["epoch"] <= t_avail], dtype=int)
+                acc = np.array([[np.nan if h.get("test_acc") is None else h["test_acc"]]
+                                for h in hist if h["epoch"] <= t_avail], dtype=np.float64).reshape(-1, 1)
+                raw[group[0]].append(_fill_epochs(run, ep, acc, n_epochs, need, "test accuracy (history)"))
+            else:  # pragma: no cover - registry and code disagree
+                raise ValueError(f"unknown source {source!r}")
         seconds = time.perf_counter() - t0
         for name in group:
             fs = feature_set(name)
@@ -306,53 +445,72 @@ def compute_population(
                    "seconds_per_network": seconds / len(group) / max(n, 1)}
             if reason is not None or n == 0:
                 missing[name] = reason or "no runs"
-                row.update(status="missing", reason=missing[name], dim_per_epoch=0, n_flagged=0)
+                row.update(status="missing", reason=missing[name], dim_per_epoch=0, n_nan_epochs=0)
             else:
                 stacked = np.stack(raw[name])
-                arrays[name], flagged = with_flag(stacked)
-                row.update(status="ok", reason="", dim_per_epoch=stacked.shape[2], n_flagged=flagged)
+                arrays[name] = stacked
+                row.update(status="ok", reason="", dim_per_epoch=stacked.shape[2],
+                           n_nan_epochs=int((~np.isfinite(stacked[:, 1:]).all(axis=2)).sum()))
             rows.append(row)
 
     feats = PopulationFeatures(
         arch=pop.arch, dataset=pop.dataset, keys=df["key"].astype(str).to_numpy(),
-        final_acc=df["final_acc"].to_numpy(dtype=np.float64), diverged=_diverged_column(df),
+        final_acc=df["final_acc"].to_numpy(dtype=np.float64), diverged=diverged,
         epochs_trained=trained, threshold=float(pop.threshold), t_available=t_avail,
-        arrays=arrays, missing=missing)
+        arrays=arrays, missing=missing, groups=configuration_groups(df) if n else np.zeros(0, int),
+        diverged_epoch=div_epoch)
     for row in rows:
         row.update(threshold=pop.threshold, n_high=int(feats.labels.sum()),
-                   n_stopped_before_t=int((trained < t_avail).sum()))
+                   n_configurations=int(len(np.unique(feats.groups))),
+                   n_diverged_by_t=int((div_epoch <= t_avail).sum()),
+                   n_stopped_before_t=int((trained < t_avail).sum()),
+                   n_alive_at_t=int(feats.alive(t_avail).sum()) if t_avail else n)
     return feats, rows
 
 
 def save_population(path: Path, feats: PopulationFeatures) -> None:
-    arrays = {f"fs:{k}": v for k, v in feats.arrays.items()}
-    save_npz(path, keys=feats.keys.astype(str), final_acc=feats.final_acc, diverged=feats.diverged,
-             epochs_trained=feats.epochs_trained, t_available=np.array(feats.t_available),
-             threshold=np.array(feats.threshold), arch=np.array(feats.arch), dataset=np.array(feats.dataset),
-             missing_names=np.array(list(feats.missing), dtype=str),
-             missing_reasons=np.array(list(feats.missing.values()), dtype=str), **arrays)
+    """Write the features of one population as a compressed ``.npz`` (atomically)."""
+    arrays = {}
+    for k, v in feats.arrays.items():
+        v32 = v.astype(np.float32)  # lossless for raw float32 weights (B_Wl): half the size on disk
+        arrays[f"fs:{k}"] = v32 if np.array_equal(v32.astype(np.float64), v, equal_nan=True) else v
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf, keys=feats.keys.astype(str), final_acc=feats.final_acc, diverged=feats.diverged,
+        epochs_trained=feats.epochs_trained, t_available=np.array(feats.t_available),
+        threshold=np.array(feats.threshold), arch=np.array(feats.arch), dataset=np.array(feats.dataset),
+        groups=feats.groups, diverged_epoch=feats.diverged_epoch,
+        missing_names=np.array(list(feats.missing), dtype=str),
+        missing_reasons=np.array(list(feats.missing.values()), dtype=str), **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_population_file(path: Path) -> PopulationFeatures:
     z = load_npz(path)
+    for key in ("groups", "diverged_epoch"):
+        if key not in z:
+            raise ValueError(f"{path}: written by an older version (no {key!r}); re-run the features notebook "
+                             "(03_features)")
     return PopulationFeatures(
         arch=str(z["arch"]), dataset=str(z["dataset"]), keys=z["keys"], final_acc=z["final_acc"],
         diverged=z["diverged"].astype(bool), epochs_trained=z["epochs_trained"],
         threshold=float(z["threshold"]), t_available=int(z["t_available"]),
-        arrays={k[3:]: v for k, v in z.items() if k.startswith("fs:")},
-        missing=dict(zip(z["missing_names"].tolist(), z["missing_reasons"].tolist())))
+        arrays={k[3:]: v.astype(np.float64) for k, v in z.items() if k.startswith("fs:")},
+        missing=dict(zip(z["missing_names"].tolist(), z["missing_reasons"].tolist())),
+        groups=z["groups"].astype(int), diverged_epoch=z["diverged_epoch"].astype(float))
 
 
 INDEX_COLUMNS = ["dataset", "arch", "feature_set", "status", "reason", "source", "temporal", "n_networks",
-                 "n_high", "threshold", "dim_per_epoch", "n_epochs", "t_available", "n_stopped_before_t",
-                 "n_flagged", "seconds", "seconds_per_network"]
+                 "n_high", "n_configurations", "threshold", "dim_per_epoch", "n_epochs", "t_available",
+                 "n_alive_at_t", "n_diverged_by_t", "n_stopped_before_t", "n_nan_epochs", "seconds",
+                 "seconds_per_network"]
 
 
 def build_profile_features(
     profile: Profile,
     centralities: Callable[[Run, str], dict[str, np.ndarray]] | None = None,
 ) -> pd.DataFrame:
-    """Compute and cache every feature set of the profile for every population.
+    """Compute and cache every stored feature set of the profile for every population.
 
     Parameters
     ----------
@@ -366,22 +524,27 @@ def build_profile_features(
     -------
     DataFrame
         One row per (population, feature set), also written to
-        ``results/<profile>/features.csv``: status ("ok"/"missing" and why),
-        networks, per-epoch dimension (without the flag column), epochs cached,
-        flagged (non-finite) snapshots, and the seconds spent.
+        ``results/<profile>/features.csv``: status ("ok"/"missing" and why), networks,
+        configurations, per-epoch dimension, epochs cached, networks alive at the last t,
+        diverged by it and stopped before it, NaN epochs (diverged snapshots), and the
+        seconds spent.
     """
     runs = read_runs(profile.name)
+    names = tuple(n for n in profile.feature_sets if feature_set(n).source != "derived")
     rows: list[dict[str, Any]] = []
+    computed = []
     for pop in profile.populations:
-        feats, pop_rows = compute_population(pop, runs, paths.runs_dir(profile.name),
-                                             tuple(profile.feature_sets), centralities)
+        feats, pop_rows = compute_population(pop, runs, paths.runs_dir(profile.name), names, centralities)
+        computed.append((pop, feats))
+        rows.extend(pop_rows)
+    for pop, feats in computed:  # write only once every population is computed
         out = features_path(profile.name, pop.arch)
         out.parent.mkdir(parents=True, exist_ok=True)
         save_population(out, feats)
-        rows.extend(pop_rows)
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
     paths.ensure(paths.results_dir(profile.name))
-    index.to_csv(paths.results_dir(profile.name) / "features.csv", index=False)
+    atomic_write_bytes(paths.results_dir(profile.name) / "features.csv",
+                       index.to_csv(index=False, lineterminator="\n").encode())
     return index
 
 

@@ -24,7 +24,7 @@ from matplotlib.lines import Line2D
 
 from . import paths
 from .profiles import Profile
-from .tables import (CLASSIFIER_LABELS, DATASET_LABELS, aggregate_q1, as_fraction, as_profile, missing_archs,
+from .tables import (CLASSIFIER_LABELS, DATASET_LABELS, aggregate_q1, as_profile, missing_archs,
                      read_result, skipped_reasons)
 
 #: One style for every figure: seaborn "whitegrid" + "paper" context, a font bundled with matplotlib.
@@ -85,6 +85,10 @@ def _accuracy_panel(ax: plt.Axes, agg: pd.DataFrame, feature_set: str, majority:
             if len(s):
                 _band(ax, s["t"].to_numpy(), s["accuracy_mean"].to_numpy(), s["accuracy_std"].to_numpy(),
                       color=color, linestyle=ls)
+                if "n_single_class" in s:  # a constant predictor is marked, never read as a result
+                    const = s[s["n_single_class"] > 0]
+                    ax.scatter(const["t"], const["accuracy_mean"], marker="x", s=18, color=color, zorder=3,
+                               linewidths=1.0)
         base = agg[(agg["feature_set"] == "learning-curve") & (agg["classifier"] == clf)].sort_values("t")
         if len(base):
             base = base[base["mode"] == base["mode"].iloc[0]]
@@ -105,7 +109,8 @@ def _legend(fig: plt.Figure, majority: bool = True, curve: bool = True) -> None:
         handles.append(Line2D([], [], color=BASELINE_COLOR, label="learning curve"))
     if majority:
         handles.append(Line2D([], [], color="black", linestyle=":", label="majority class"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    handles.append(Line2D([], [], color="black", marker="x", linestyle="", label="single-class predictor"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), frameon=False)
 
 
 # --------------------------------------------------------------------------- Figure 1
@@ -216,6 +221,10 @@ def fig3(profile: Profile | str) -> plt.Figure:
 
 
 def _majority(sub: pd.DataFrame) -> float | None:
+    """The majority-class rate of the evaluated networks at the last t (the training folds' larger class)."""
+    if "majority_accuracy" in sub and len(sub) and sub["majority_accuracy"].notna().any():
+        last = sub[sub["t"] == sub["t"].max()] if "t" in sub else sub
+        return float(last["majority_accuracy"].mean())
     if "n_networks" not in sub or "n_high" not in sub or not len(sub):
         return None
     n, h = float(sub["n_networks"].iloc[0]), float(sub["n_high"].iloc[0])
@@ -226,19 +235,18 @@ def _majority(sub: pd.DataFrame) -> float | None:
 def fig4(profile: Profile | str) -> plt.Figure:
     """Figure 4: Q2, accuracy on an unseen population against t, one column per transfer.
 
-    Rows are the degree and eigenvector signatures (the paper shows degree only); lines and bands
-    as in Figure 3 (mean ± std over seeds); the dotted line is the majority-class rate of the
-    test population.
+    Rows are the paper's degree and eigenvector signatures (the paper shows degree only) and,
+    below them, our size-aware variants (``deg-sa``, ``evec-sa``: the signature of the centrality
+    divided by its mean, labelled as our addition); lines and bands as in Figure 3 (mean ± std
+    over seeds); the dotted line is the majority-class rate of the test population; crosses mark
+    points where some seed predicted a single class.
     """
     p = as_profile(profile)
     q2 = read_result(p, "q2.csv")
-    q2["accuracy"] = as_fraction(q2["accuracy"])
-    agg = (q2.groupby(["transfer", "feature_set", "mode", "classifier", "t"], sort=False)["accuracy"]
-           .agg(accuracy_mean="mean", accuracy_std="std").reset_index())
-    agg["accuracy_std"] = agg["accuracy_std"].fillna(0.0)
+    agg = aggregate_q1(q2, by=("transfer", "feature_set", "mode", "classifier", "t"), seed_col="seed")
     order = [t.name for t in p.transfers if (agg["transfer"] == t.name).any()]
     order += sorted(set(agg["transfer"]) - set(order))
-    fsets = [fs for fs in ("deg", "evec") if (agg["feature_set"] == fs).any()]
+    fsets = [fs for fs in ("deg", "evec", "deg-sa", "evec-sa") if (agg["feature_set"] == fs).any()]
     if not order or not fsets:
         return _empty_figure(p.name, "fig4", "Figure 4: no transfer could be evaluated",
                              skipped_reasons(p, "q2") or {"q2.csv": "no degree or eigenvector rows"})
@@ -262,7 +270,8 @@ def fig4(profile: Profile | str) -> plt.Figure:
             for i, fs in enumerate(fsets):
                 ax = axes[i, j]
                 _accuracy_panel(ax, agg[agg["transfer"] == name], fs, majority)
-                ax.set_title(f"{name}: {train} → {test}\n{fs}", fontsize=7)
+                label = f"{fs[:-3]}, size-aware (our addition)" if fs.endswith("-sa") else f"{fs} (paper's)"
+                ax.set_title(f"{name}: {train} → {test}\n{label}", fontsize=7)
                 if i < len(fsets) - 1:
                     ax.set_xlabel("")
                 if j:

@@ -1,22 +1,38 @@
 """Every path the project reads or writes, in one place.
 
 Notebooks and library code never build paths from the working directory; they ask
-this module. Two environment variables move the bulky parts elsewhere:
+this module. Environment variables move parts of the project elsewhere:
 
+``PAPERLIB_ROOT``
+    the project root: ``notebooks/``, ``results/`` and ``figures/`` are read and written under
+    it (default: the checkout this ``paperlib`` was imported from, :data:`CODE`). The tests
+    run the pipeline in a temporary root this way, so they never touch the repository's
+    ``results/`` or ``figures/``. The code itself always comes from :data:`CODE`.
 ``PAPERLIB_DATA``
-    root of the datasets (CIFAR-10, Tiny-ImageNet); default ``<repo>/data``.
+    root of the datasets (CIFAR-10, Tiny-ImageNet); default ``<root>/data``.
 ``PAPERLIB_STORE``
-    root of the run stores (trained snapshots, cached centralities and features);
-    default ``<repo>/results/<profile>/store``. Point it at a shared file system
-    when training runs on a cluster.
+    root of the run stores (trained snapshots, cached centralities); default
+    ``<root>/results/<profile>/store``. Point it at a shared file system when training runs
+    on a cluster.
+
+The variables are read once, when this module is imported; a process that needs another
+root sets them before importing ``paperlib`` (the pipeline runner passes them on to the
+notebooks' kernels).
+
+What is committed and what is not: ``results/<profile>/`` holds the small tidy outputs
+(CSV, JSON, Markdown) and the compact intermediate data a fresh clone needs to rerun the
+steps after the graph computations (``features/<arch>.npz`` and ``q3_snapshots/<arch>.pt``);
+the run store under it is ignored by git.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+CODE = Path(__file__).resolve().parents[1]  # the checkout that holds this paperlib
+ROOT = Path(os.environ["PAPERLIB_ROOT"]).resolve() if os.environ.get("PAPERLIB_ROOT") else CODE
 NOTEBOOKS = ROOT / "notebooks"
 RESULTS = ROOT / "results"
 FIGURES = ROOT / "figures"
@@ -25,7 +41,7 @@ EXECUTED = RESULTS / "executed"  # executed notebooks, one folder per profile
 
 
 def data_root() -> Path:
-    """Root folder of the datasets (``$PAPERLIB_DATA`` or ``<repo>/data``)."""
+    """Root folder of the datasets (``$PAPERLIB_DATA`` or ``<root>/data``)."""
     return Path(os.environ.get("PAPERLIB_DATA", ROOT / "data"))
 
 
@@ -40,7 +56,7 @@ def figures_dir(profile: str) -> Path:
 
 
 def store_dir(profile: str) -> Path:
-    """Bulky intermediate files of a profile (snapshots, centralities, features).
+    """Bulky intermediate files of a profile (snapshots, cached centralities).
 
     ``$PAPERLIB_STORE/<profile>`` when the variable is set, else
     ``results/<profile>/store`` (ignored by git).
@@ -56,19 +72,53 @@ def runs_dir(profile: str) -> Path:
     return store_dir(profile) / "runs"
 
 
+def safe_name(name: str) -> str:
+    """A file-name-safe form of an architecture's display name (``"LeNet-x2"`` stays, spaces become ``_``).
+
+    Examples
+    --------
+    >>> safe_name("ResNet-20"), safe_name("My net/2")
+    ('ResNet-20', 'My_net_2')
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def features_dir(profile: str) -> Path:
+    """Committed per-population feature arrays: ``results/<profile>/features`` (one ``<arch>.npz`` each)."""
+    return results_dir(profile) / "features"
+
+
+def q3_snapshots_dir(profile: str) -> Path:
+    """Committed snapshots that Q3 times, one per architecture: ``results/<profile>/q3_snapshots``."""
+    return results_dir(profile) / "q3_snapshots"
+
+
+def overrides_path(profile: str) -> Path:
+    """Profile overrides the training notebook ran with: ``results/<profile>/overrides.json``."""
+    return results_dir(profile) / "overrides.json"
+
+
 def executed_dir(profile: str) -> Path:
     """Executed copies of the notebooks: ``results/executed/<profile>``."""
     return EXECUTED / profile
 
 
 def manifest_path(profile: str) -> Path:
-    """Provenance record of the last pipeline run of a profile."""
+    """Provenance record of the pipeline runs of a profile."""
     return results_dir(profile) / "manifest.json"
 
 
 def metrics_path(profile: str) -> Path:
     """Headline numbers the README quotes, written by the pipeline."""
     return results_dir(profile) / "metrics.json"
+
+
+def relative(path: Path) -> str:
+    """``path`` relative to the project root where it lies under it (for messages and records)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def ensure(path: Path) -> Path:

@@ -7,17 +7,43 @@ papermill, on one profile::
     python -m paperlib.pipeline --profile smoke      # the fast profile of the tests
     python -m paperlib.pipeline --only 04_q1         # one notebook (repeatable)
     python -m paperlib.pipeline -p epochs=5          # override a notebook parameter
+    python -m paperlib.pipeline --list               # steps, parameters and their ranges, inputs, outputs
 
-Before anything runs, every ``-p key=value`` is checked against the ``parameters``
-cells of the selected notebooks: an unknown name, or a value that does not parse as
-the declared type (``int``, ``float``, ``bool``, ``str``), is an error that names it.
-papermill itself would only warn and pass ``2.0`` for an ``int``. A parameter goes to
-every selected notebook that declares it.
+**Declared once.** :data:`STEPS` lists every notebook with the files it reads (``inputs``) and
+writes (``outputs``); the step that makes an input is the one that declares it as an output.
+``{profile}`` stands for the profile's name, ``{arch}`` for every population of the (effective)
+profile, ``{store}`` for the profile's run store (:func:`paperlib.paths.store_dir`).
 
-Executed notebooks go to ``results/executed/<profile>/``; a provenance record
-(``results/<profile>/manifest.json``) is written with every run, failed runs included.
-The runner stops at the first failing notebook, prints its name and the failing
-cell's error, and exits non-zero.
+**Checked before anything runs.** Every ``-p key=value`` is checked against the ``parameters``
+cells of the selected notebooks (an unknown name, or a value that does not parse as the declared
+type, is an error that names it; papermill itself would only warn and pass ``2.0`` for an
+``int``) and against the ranges of :data:`PARAMETERS`; the notebooks' own defaults must be in
+range too. Then every input of every selected step must exist and be non-empty, unless an
+earlier selected step makes it. Any of these problems exits with status 2 before a notebook
+runs, and the message names the parameter, or the missing file and the step (and command) that
+makes it. Nothing is written in that case, the manifest included.
+
+**A step never writes over committed results from missing data.** Right before a step runs, its
+inputs are checked again (an earlier step may have failed to make them); a notebook opened in
+JupyterLab makes the same check in its setup cell with :func:`require_inputs`. After a step, its
+declared outputs must exist and be non-empty, or the step counts as failed.
+
+**Provenance.** ``results/<profile>/manifest.json`` records, per step, the latest run of it (so
+``--only 04_q1`` updates the record of 04 and keeps the others), its parameters, start, end and
+seconds, and for the latest invocation the effective profile (:func:`paperlib.profiles.
+effective_profile`: the profile plus the overrides 01_train recorded), the command, git commit,
+package versions and machine. Its ``status`` is ``running`` while the runner works, then ``ok``,
+``failed`` or ``interrupted`` (Ctrl-C, SIGTERM, SIGHUP). A runner killed with SIGKILL cannot
+write; :func:`read_manifest` reports such a record (``running``, but its process is gone) as
+``interrupted``.
+
+**What the notebooks' kernels see.** The runner starts each kernel with ``PYTHONPATH`` leading
+with this checkout, so a notebook imports this checkout's ``paperlib`` whatever environment runs
+it; ``PAPERLIB_ROOT`` set to the project root; and ``PAPERLIB_QUIET=1`` and ``TQDM_DISABLE=1``, so
+executed notebooks carry no progress bars (every progress bar of ``paperlib`` passes
+``disable=`` from ``PAPERLIB_QUIET``: ``tqdm.notebook`` ignores ``TQDM_DISABLE``, which only turns off
+plain-text bars). Executed notebooks go to
+``results/executed/<profile>/`` with machine paths removed.
 """
 
 from __future__ import annotations
@@ -26,8 +52,11 @@ import argparse
 import ast
 import datetime as _dt
 import importlib.metadata
+import json
 import os
 import platform
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,34 +66,71 @@ from typing import Any, Sequence
 
 from . import paths
 from .profiles import PROFILES
-from .store import atomic_write_json
+
+
+# --------------------------------------------------------------------------- the steps
+@dataclass(frozen=True)
+class Input:
+    """A file (or the run store) a step reads.
+
+    ``path`` is a template relative to the project root (``{profile}``, ``{arch}``, ``{store}``).
+    ``kind`` is ``"file"`` (must exist and be non-empty; a CSV must have at least one data row)
+    or ``"runs"`` (every network listed in ``results/<profile>/runs.csv`` has a finished run in
+    the store). ``alternatives`` are other inputs any one of which also satisfies this one.
+    ``made_by`` overrides the producer named in messages (else: the step that declares ``path``
+    as an output).
+    """
+
+    path: str
+    kind: str = "file"
+    alternatives: tuple["Input", ...] = ()
+    made_by: str | None = None
 
 
 @dataclass(frozen=True)
 class Step:
-    """One notebook of the pipeline and the outputs it writes (relative to the repo root;
-    ``{profile}`` is replaced by the profile's name)."""
+    """One notebook of the pipeline: the files it reads and the files it writes (templates)."""
 
     name: str
     title: str
     outputs: tuple[str, ...]
+    inputs: tuple[Input, ...] = ()
 
+    @property
+    def notebook(self) -> Path:
+        return notebook_path(self.name)
+
+
+R = "results/{profile}/"
+F = "figures/{profile}/"
+STORE_RUNS = Input("{store}/runs", kind="runs")
+RUNS = Input(R + "runs.csv")
+FEATURES = (Input(R + "features.csv"), Input(R + "features/{arch}.npz"))
 
 STEPS: tuple[Step, ...] = (
     Step("01_train", "Train populations, snapshot every epoch; Table 1",
-         ("results/{profile}/runs.csv", "results/{profile}/table1.csv", "results/{profile}/table1.md")),
+         (R + "runs.csv", R + "table1.csv", R + "table1.md", R + "overrides.json", "{store}/runs")),
     Step("02_graph", "Rolled and unrolled graphs, centralities of every snapshot (S1, S2)",
-         ("results/{profile}/centralities.csv", "results/{profile}/graph_sizes.csv",
-          "figures/{profile}/fig1.png", "figures/{profile}/fig1.pdf")),
+         (R + "centralities.csv", R + "graph_sizes.csv", F + "fig1.png", F + "fig1.pdf"),
+         (RUNS, STORE_RUNS)),
     Step("03_features", "Graph signatures, baselines and the learning-curve baseline (S3)",
-         ("results/{profile}/features.csv",)),
+         (R + "features.csv", R + "features/{arch}.npz"),
+         (RUNS, STORE_RUNS, Input(R + "centralities.csv"))),
     Step("04_q1", "Q1: performance prediction per architecture; Table 2, Figure 3",
-         ("results/{profile}/q1.csv", "results/{profile}/table2.csv", "results/{profile}/table2.md",
-          "results/{profile}/table2.tex", "figures/{profile}/fig3.png", "figures/{profile}/fig3.pdf")),
+         (R + "q1.csv", R + "table2.csv", R + "table2.md", R + "table2.tex", F + "fig3.png", F + "fig3.pdf"),
+         (RUNS, *FEATURES)),
     Step("05_q2", "Q2: generalising to unseen depths, architectures and widths; Figure 4",
-         ("results/{profile}/q2.csv", "figures/{profile}/fig4.png", "figures/{profile}/fig4.pdf")),
+         (R + "q2.csv", F + "fig4.png", F + "fig4.pdf"),
+         (RUNS, *FEATURES, Input(R + "q1.csv"))),
     Step("06_q3", "Q3: cost of the graph features next to training; Figure 5",
-         ("results/{profile}/q3.csv", "figures/{profile}/fig5.png", "figures/{profile}/fig5.pdf")),
+         (R + "q3.csv", R + "q3_snapshots/{arch}.pt", F + "fig5.png", F + "fig5.pdf"),
+         (RUNS, Input(R + "q1.csv"), Input(R + "centralities.csv"),
+          Input(R + "q3_snapshots/{arch}.pt", alternatives=(STORE_RUNS,),
+                made_by="06_q3 itself, from the run store that 01_train makes"))),
+    Step("07_early_stopping", "Beyond the paper: stopping bad runs early, and what it saves",
+         (R + "early_stopping.csv", R + "early_stopping.md", F + "fig_early_stopping.png",
+          F + "fig_early_stopping.pdf", R + "predictors/{arch}.both.json", R + "predictors/{arch}.both.npz"),
+         (RUNS, *FEATURES)),
 )
 STEP_NAMES = tuple(s.name for s in STEPS)
 
@@ -72,12 +138,73 @@ KERNEL = "python3"
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 
+# --------------------------------------------------------------------------- parameter ranges
+@dataclass(frozen=True)
+class Param:
+    """The valid values of a notebook parameter: ``minimum``/``maximum`` (numbers) or ``choices`` (strings)."""
+
+    minimum: float | None = None
+    choices: tuple[str, ...] | None = None
+    note: str = ""
+    maximum: float | None = None
+
+    def check(self, name: str, value: Any) -> None:
+        if self.minimum is not None and value < self.minimum:
+            raise ParameterError(f"parameter {name!r} = {value!r} is out of range: must be >= {self.minimum:g}"
+                                 + (f" ({self.note})" if self.note else ""))
+        if self.maximum is not None and value > self.maximum:
+            raise ParameterError(f"parameter {name!r} = {value!r} is out of range: must be <= {self.maximum:g}"
+                                 + (f" ({self.note})" if self.note else ""))
+        if self.choices is not None and value not in self.choices:
+            raise ParameterError(f"parameter {name!r} = {value!r} is not one of {list(self.choices)}"
+                                 + (f" ({self.note})" if self.note else ""))
+
+    def describe(self) -> str:
+        if self.minimum is not None:
+            upper = f" and <= {self.maximum:g}" if self.maximum is not None else ""
+            return f">= {self.minimum:g}{upper}" + (f"; {self.note}" if self.note else "")
+        if self.choices is not None:
+            return " | ".join(repr(c) for c in self.choices) + (f"; {self.note}" if self.note else "")
+        return self.note
+
+
+# Every int, float and choice parameter of every notebook has its range here (tests check it).
+# ``profile`` is checked against paperlib.profiles.PROFILES.
+PARAMETERS: dict[str, Param] = {
+    "epochs": Param(minimum=0, note="0 keeps the profile's value"),
+    "t_max": Param(minimum=0, note="0 keeps the profile's value"),
+    "workers": Param(minimum=0, note="0 keeps the profile's value"),
+    "threads": Param(minimum=0, note="0 keeps the profile's value"),
+    "runs_per_device": Param(minimum=0, note="0 keeps the profile's value"),
+    "engine": Param(choices=("process", "dask")),
+    "device": Param(choices=("", "auto", "cpu", "cuda"), note="'' keeps the profile's value"),
+    "precision": Param(choices=("", "float32", "bf16"), note="'' keeps the profile's value"),
+    "repeats": Param(minimum=1, note="timing repetitions"),
+    "orders": Param(minimum=1, note="random orders of a simulated search"),
+    "trials": Param(minimum=0, note="networks per simulated search; 0: the whole population"),
+    "stop_below": Param(minimum=0.0, maximum=1.0, note="a probability"),
+    "seed": Param(minimum=0),
+    "scheduler": Param(note="dask scheduler address; '' starts a local cluster"),
+}
+
+
 class ParameterError(ValueError):
-    """An unknown or mistyped notebook parameter."""
+    """An unknown, mistyped or out-of-range notebook parameter, or an unknown profile."""
+
+
+class MissingInputError(FileNotFoundError):
+    """Inputs of a step are missing or empty; the message names them and the step that makes them."""
 
 
 def notebook_path(name: str) -> Path:
     return paths.NOTEBOOKS / f"{name}.ipynb"
+
+
+def get_step(name: str) -> Step:
+    for step in STEPS:
+        if step.name == name:
+            return step
+    raise KeyError(f"unknown step {name!r}; the steps are {list(STEP_NAMES)}")
 
 
 def declared_parameters(name: str) -> dict[str, dict[str, Any]]:
@@ -88,6 +215,8 @@ def declared_parameters(name: str) -> dict[str, dict[str, Any]]:
     import nbformat
 
     path = notebook_path(name)
+    if not path.exists():
+        raise ParameterError(f"{paths.relative(path)}: notebook of step {name} does not exist")
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if c.cell_type == "code"]
     if not cells or "parameters" not in cells[0].metadata.get("tags", []):
@@ -128,6 +257,20 @@ def coerce(name: str, raw: str, type_name: str) -> Any:
         raise ParameterError(f"parameter {name!r}: {raw!r} is not a valid {type_name}") from None
 
 
+def check_parameters(step: str, **values: Any) -> None:
+    """Range-check parameter values of notebook ``step`` (:data:`PARAMETERS`); ParameterError names the first bad one.
+
+    Notebooks may call it in their setup cell, so a value typed into the ``parameters`` cell in
+    JupyterLab is checked as the runner checks ``-p``.
+    """
+    for key, value in values.items():
+        if key == "profile":
+            if value not in PROFILES:
+                raise ParameterError(f"unknown profile {value!r}; choose one of {sorted(PROFILES)}")
+        elif key in PARAMETERS:
+            PARAMETERS[key].check(key, value)
+
+
 def resolve_parameters(steps: Sequence[str], profile: str, raw: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per notebook, the parameters to pass. Raises ParameterError before anything runs."""
     if profile not in PROFILES:
@@ -151,13 +294,183 @@ def resolve_parameters(steps: Sequence[str], profile: str, raw: Sequence[str]) -
         for key, value in overrides.items():
             if key in declared[s]:
                 params[key] = coerce(key, value, declared[s][key]["type"])
+        effective = {k: v["default"] for k, v in declared[s].items()} | params
+        try:
+            check_parameters(s, **effective)
+        except ParameterError as exc:
+            raise ParameterError(f"{exc} [notebook {s}]") from None
         per_step[s] = params
     return per_step
 
 
+# --------------------------------------------------------------------------- inputs
+def _profile(name: str) -> Any:
+    """The effective profile (with the overrides 01_train recorded) where profiles provides it."""
+    from . import profiles
+
+    getter = getattr(profiles, "effective_profile", None) or profiles.get_profile
+    try:
+        return getter(name)
+    except (KeyError, ValueError) as exc:  # unknown profile, corrupt or invalid overrides.json
+        raise ParameterError(f"profile {name!r}: {exc}") from None
+
+
+def _expand(template: str, profile: str, archs: Sequence[str]) -> list[Path]:
+    fields = {"profile": profile, "store": str(paths.store_dir(profile))}
+    if "{arch}" in template:
+        names = [template.format(arch=paths.safe_name(a), **fields) for a in archs]
+    else:
+        names = [template.format(**fields)]
+    return [Path(n) if Path(n).is_absolute() else paths.ROOT / n for n in names]
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a usable input, or None."""
+    if not path.exists():
+        return "missing"
+    if path.is_dir():
+        return None if any(path.iterdir()) else "an empty directory"
+    if path.stat().st_size == 0:
+        return "empty"
+    if path.suffix == ".csv":
+        with open(path, "rb") as fh:
+            lines = [line for _, line in zip(range(2), fh) if line.strip()]
+        if len(lines) < 2:
+            return "has no data rows"
+    return None
+
+
+def _runs_problem(profile: str) -> str | None:
+    """Why the run store does not hold every network of ``runs.csv`` finished, or None."""
+    import csv
+
+    runs_csv = paths.results_dir(profile) / "runs.csv"
+    root = paths.runs_dir(profile)
+    if not root.is_dir():
+        return "missing"
+    if not runs_csv.exists():
+        return None  # runs.csv is an input of its own and reported as such
+    with open(runs_csv, newline="") as fh:
+        keys = [row["key"] for row in csv.DictReader(fh) if row.get("key")]
+    bad = []
+    for key in keys:
+        try:
+            status = json.loads((root / key / "meta.json").read_text()).get("status")
+        except (OSError, ValueError):
+            status = None
+        if status not in {"finished", "diverged"}:
+            bad.append(key)
+    if bad:
+        return (f"holds no finished run for {len(bad)} of the {len(keys)} networks of runs.csv "
+                f"(first: {bad[0]})")
+    return None
+
+
+def _producer(inp: Input) -> str | None:
+    if inp.made_by:
+        return inp.made_by
+    for step in STEPS:
+        if inp.path in step.outputs:
+            return step.name
+    return None
+
+
+@dataclass(frozen=True)
+class Missing:
+    """One unusable input of a step."""
+
+    step: str
+    path: str  # relative to the project root where possible
+    problem: str
+    made_by: str | None
+    template: str
+
+    def message(self, profile: str) -> str:
+        how = ""
+        if self.made_by in STEP_NAMES:
+            how = (f"; it is made by step {self.made_by}: "
+                   f"`python -m paperlib.pipeline --profile {profile} --only {self.made_by}`")
+        elif self.made_by:
+            how = f"; it is made by {self.made_by}"
+        return f"{self.path} is {self.problem}{how}"
+
+
+def _input_problems(inp: Input, profile: str, archs: Sequence[str]) -> list[tuple[str, str]]:
+    if inp.kind == "runs":
+        problem = _runs_problem(profile)
+        return [(paths.relative(paths.runs_dir(profile)), problem)] if problem else []
+    out = []
+    for path in _expand(inp.path, profile, archs):
+        problem = _file_problem(path)
+        if problem:
+            out.append((paths.relative(path), problem))
+    return out
+
+
+def check_inputs(step: str, profile: str, made_before: Sequence[str] = ()) -> list[Missing]:
+    """The inputs of ``step`` on ``profile`` that are missing or empty.
+
+    Inputs that a step in ``made_before`` declares as outputs are taken as present (the runner
+    checks a whole selection before the first step runs).
+    """
+    made = {o for s in STEPS if s.name in made_before for o in s.outputs}
+    archs = _profile(profile).archs
+    missing = []
+    for inp in get_step(step).inputs:
+        options = (inp, *inp.alternatives)
+        if any(o.path in made for o in options):
+            continue
+        problems = _input_problems(inp, profile, archs)
+        if problems and any(not _input_problems(alt, profile, archs) for alt in inp.alternatives):
+            continue
+        missing += [Missing(step, p, why, _producer(inp), inp.path) for p, why in problems]
+    return missing
+
+
+def _missing_message(step: str, profile: str, missing: Sequence[Missing]) -> str:
+    lines = [f"step {step} (profile {profile}) cannot run: its inputs are missing or empty"]
+    lines += [f"  - {m.message(profile)}" for m in missing[:12]]
+    if len(missing) > 12:
+        lines.append(f"  ... and {len(missing) - 12} more")
+    lines.append("Nothing was written.")
+    return "\n".join(lines)
+
+
+def require_inputs(step_name: str, profile_name: str) -> None:
+    """Stop a notebook before it writes anything when its inputs are missing or empty.
+
+    Call it in the setup cell of every notebook::
+
+        pipeline.require_inputs("04_q1", profile)
+
+    Raises :class:`MissingInputError` naming every missing file and the step (with the command)
+    that makes it. Returns None when every input is there.
+    """
+    missing = check_inputs(step_name, profile_name)
+    if missing:
+        raise MissingInputError(_missing_message(step_name, profile_name, missing))
+
+
+def _missing_outputs(step: str, profile: str) -> list[str]:
+    archs = _profile(profile).archs
+    bad = []
+    for template in get_step(step).outputs:
+        if template == "{store}/runs":
+            problem = _runs_problem(profile)
+            if problem:
+                bad.append(f"{paths.relative(paths.runs_dir(profile))} ({problem})")
+            continue
+        for path in _expand(template, profile, archs):
+            problem = _file_problem(path)
+            if problem:
+                bad.append(f"{paths.relative(path)} ({problem})")
+    return bad
+
+
+# --------------------------------------------------------------------------- provenance
 def _git(*args: str) -> str | None:
     try:
-        return subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True,
+        return subprocess.run(["git", *args], cwd=paths.CODE, capture_output=True, text=True,
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -196,11 +509,44 @@ def provenance() -> dict[str, Any]:
     }
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_manifest(profile: str) -> dict[str, Any]:
+    """The manifest of ``profile`` (``{}`` when there is none).
+
+    A record that still says ``running`` although the runner that wrote it (same host, its
+    ``pid``) is gone, killed too hard to write, is returned with status ``interrupted``.
+    """
+    path = paths.manifest_path(profile)
+    if not path.exists():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    if (manifest.get("status") == "running" and manifest.get("host") == socket.gethostname()
+            and isinstance(manifest.get("pid"), int) and not _pid_alive(manifest["pid"])):
+        manifest["status"] = "interrupted"
+        manifest["note"] = "the runner's process ended without finishing the record (killed)"
+    return manifest
+
+
 def _strip_machine_paths(path: Path) -> None:
     """Make an executed notebook speak only of the repository: paths relative to its root,
     the environment's prefix as ``<env>``."""
     text = path.read_text()
-    for prefix, repl in ((sys.prefix, "<env>"), (str(paths.ROOT) + os.sep, ""), (str(paths.ROOT), ".")):
+    pairs = [(sys.prefix, "<env>")]
+    for root in {paths.ROOT, paths.CODE}:
+        pairs += [(str(root) + os.sep, ""), (str(root), ".")]
+    for prefix, repl in pairs:
         text = text.replace(prefix, repl)
     path.write_text(text)
 
@@ -209,68 +555,219 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+class Interrupted(KeyboardInterrupt):
+    """The runner received SIGTERM or SIGHUP."""
+
+
+class _signals:
+    """Turn SIGTERM and SIGHUP into :class:`Interrupted` while the runner works (restored after)."""
+
+    SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+    def __enter__(self) -> "_signals":
+        self.old = {}
+
+        def handler(signum: int, frame: Any) -> None:
+            raise Interrupted(signal.Signals(signum).name)
+
+        for s in self.SIGNALS:
+            try:
+                self.old[s] = signal.signal(s, handler)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
+class _kernel_env:
+    """Environment of the notebooks' kernels (see the module docstring), restored after."""
+
+    def __enter__(self) -> "_kernel_env":
+        pythonpath = os.environ.get("PYTHONPATH", "")
+        parts = [str(paths.CODE)] + [p for p in pythonpath.split(os.pathsep) if p and p != str(paths.CODE)]
+        self.new = {"PYTHONPATH": os.pathsep.join(parts), "PAPERLIB_ROOT": str(paths.ROOT),
+                    "PAPERLIB_QUIET": "1", "TQDM_DISABLE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+        self.old = {k: os.environ.get(k) for k in self.new}
+        os.environ.update(self.new)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for k, v in self.old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _effective_spec(profile: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    from . import profiles
+
+    overrides = profiles.load_overrides(profile) if hasattr(profiles, "load_overrides") else {}
+    return _profile(profile).to_dict(), overrides
+
+
+# --------------------------------------------------------------------------- the runner
+def preflight(steps: Sequence[str], profile: str, raw_params: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """Everything checked before a notebook runs: parameters, ranges, inputs.
+
+    Returns the parameters per step; raises ParameterError or MissingInputError.
+    """
+    for s in steps:
+        if not notebook_path(s).exists():
+            raise ParameterError(f"{paths.relative(notebook_path(s))}: notebook of step {s} does not exist")
+    per_step = resolve_parameters(steps, profile, raw_params)
+    order = [s for s in STEP_NAMES if s in steps]
+    for i, s in enumerate(order):
+        missing = check_inputs(s, profile, made_before=order[:i])
+        if missing:
+            raise MissingInputError(_missing_message(s, profile, missing))
+    return per_step
+
+
 def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), progress: bool = True) -> int:
-    """Run ``steps`` in order; returns the process exit code."""
+    """Run ``steps`` in order; returns the process exit code (0 ok, 1 failed, 130 interrupted).
+
+    Raises ParameterError or MissingInputError (nothing written) when :func:`preflight` fails.
+    """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    from .profiles import get_profile
+    from .store import atomic_write_json
 
-    per_step = resolve_parameters(steps, profile, raw_params)  # may raise: nothing has run yet
+    steps = [s for s in STEP_NAMES if s in steps]
+    per_step = preflight(steps, profile, raw_params)  # may raise: nothing has run yet
     out_dir = paths.ensure(paths.executed_dir(profile))
     paths.ensure(paths.results_dir(profile))
+    previous = read_manifest(profile)
+    kept = {s["notebook"]: s for s in previous.get("steps", []) if s.get("notebook") in STEP_NAMES} \
+        if previous.get("profile") == profile else {}
+    for r in kept.values():
+        if r.get("status") == "running":  # a runner killed too hard to write
+            r["status"] = "interrupted"
+    spec, overrides = _effective_spec(profile)
     manifest: dict[str, Any] = {
         "profile": profile,
-        "profile_spec": get_profile(profile).to_dict(),
+        "profile_spec": spec,
+        "overrides": overrides,
         "command_parameters": list(raw_params),
+        "command_steps": list(steps),
         "started": _now(),
         "finished": None,
         "status": "running",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
         "steps": [],
         **provenance(),
     }
-    atomic_write_json(paths.manifest_path(profile), manifest)
+
+    def save() -> None:
+        records = {**kept}
+        for r in manifest["steps_this_run"]:
+            records[r["notebook"]] = r
+        manifest["steps"] = [records[s] for s in STEP_NAMES if s in records]
+        manifest["seconds"] = round(sum(r.get("seconds") or 0 for r in manifest["steps"]), 1)
+        atomic_write_json(paths.manifest_path(profile), {k: v for k, v in manifest.items() if k != "steps_this_run"})
+
+    manifest["steps_this_run"] = []
+    save()
     code = 0
-    for i, name in enumerate(steps, 1):
-        params = per_step[name]
-        print(f"[{i}/{len(steps)}] {name} ({profile}) {params}", flush=True)
-        t0 = time.perf_counter()
-        record: dict[str, Any] = {"notebook": name, "parameters": params, "started": _now()}
-        try:
-            pm.execute_notebook(
-                str(notebook_path(name)),
-                str(out_dir / f"{name}.ipynb"),
-                parameters=params,
-                kernel_name=KERNEL,
-                cwd=str(paths.NOTEBOOKS),
-                progress_bar=progress,
-                log_output=False,
-            )
-            record["status"] = "ok"
-            _strip_machine_paths(out_dir / f"{name}.ipynb")
-        except PapermillExecutionError as exc:
-            record["status"] = "failed"
-            record["error"] = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-            print(f"\nFAILED: notebook {name} ({out_dir / (name + '.ipynb')}), "
-                  f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}", file=sys.stderr, flush=True)
-            code = 1
-        except Exception as exc:  # kernel died, notebook unreadable, ...
-            record["status"] = "failed"
-            record["error"] = f"{type(exc).__name__}: {exc}"
-            print(f"\nFAILED: notebook {name}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-            code = 1
-        record["finished"] = _now()
-        record["seconds"] = round(time.perf_counter() - t0, 1)
-        manifest["steps"].append(record)
-        atomic_write_json(paths.manifest_path(profile), manifest)
-        if code:
-            break
-        print(f"      {name} done in {record['seconds']:.1f} s", flush=True)
+    record: dict[str, Any] | None = None
+    t0 = time.perf_counter()
+    try:
+        with _signals(), _kernel_env():
+            for i, name in enumerate(steps, 1):
+                params = per_step[name]
+                print(f"[{i}/{len(steps)}] {name} ({profile}) {params}", flush=True)
+                t0 = time.perf_counter()
+                record = {"notebook": name, "parameters": params, "started": _now(), "status": "running",
+                          "git_commit": manifest["git_commit"]}
+                manifest["steps_this_run"].append(record)
+                save()
+                missing = check_inputs(name, profile)
+                if missing:
+                    record["status"] = "failed"
+                    record["error"] = _missing_message(name, profile, missing)
+                    print(f"\nFAILED: {record['error']}", file=sys.stderr, flush=True)
+                    code = 1
+                else:
+                    try:
+                        pm.execute_notebook(
+                            str(notebook_path(name)),
+                            str(out_dir / f"{name}.ipynb"),
+                            parameters=params,
+                            kernel_name=KERNEL,
+                            cwd=str(paths.NOTEBOOKS),
+                            progress_bar=progress,
+                            log_output=False,
+                        )
+                        record["status"] = "ok"
+                    except PapermillExecutionError as exc:
+                        record["status"] = "failed"
+                        record["error"] = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+                        print(f"\nFAILED: notebook {name} ({paths.relative(out_dir / (name + '.ipynb'))}), "
+                              f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}", file=sys.stderr, flush=True)
+                        code = 1
+                    except KeyboardInterrupt:
+                        raise
+                    except Exception as exc:  # kernel died, notebook unreadable, ...
+                        record["status"] = "failed"
+                        record["error"] = f"{type(exc).__name__}: {exc}"
+                        print(f"\nFAILED: notebook {name}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                        code = 1
+                    executed = out_dir / f"{name}.ipynb"
+                    if executed.exists():
+                        _strip_machine_paths(executed)
+                    if not code:
+                        bad = _missing_outputs(name, profile)
+                        if bad:
+                            record["status"] = "failed"
+                            record["error"] = "did not write its declared outputs: " + ", ".join(bad)
+                            print(f"\nFAILED: notebook {name} {record['error']}", file=sys.stderr, flush=True)
+                            code = 1
+                record["finished"] = _now()
+                record["seconds"] = round(time.perf_counter() - t0, 1)
+                manifest["profile_spec"], manifest["overrides"] = _effective_spec(profile)
+                save()
+                if code:
+                    break
+                print(f"      {name} done in {record['seconds']:.1f} s", flush=True)
+    except KeyboardInterrupt as exc:
+        reason = str(exc) or "SIGINT"
+        if record is not None and record.get("status") == "running":
+            record["status"] = "interrupted"
+            record["error"] = f"interrupted ({reason})"
+            record["finished"] = _now()
+            record["seconds"] = round(time.perf_counter() - t0, 1)
+        manifest["finished"] = _now()
+        manifest["status"] = "interrupted"
+        manifest["interrupted_by"] = reason
+        save()
+        print(f"\nINTERRUPTED ({reason}); manifest {paths.relative(paths.manifest_path(profile))} "
+              "says so", file=sys.stderr, flush=True)
+        return 130
     manifest["finished"] = _now()
     manifest["status"] = "failed" if code else "ok"
-    manifest["seconds"] = round(sum(s["seconds"] for s in manifest["steps"]), 1)
-    atomic_write_json(paths.manifest_path(profile), manifest)
+    save()
     return code
+
+
+def _list(profile: str) -> None:
+    for step in STEPS:
+        print(f"{step.name}: {step.title}")
+        if not notebook_path(step.name).exists():
+            print(f"    (notebook {paths.relative(notebook_path(step.name))} does not exist)")
+        else:
+            for k, v in declared_parameters(step.name).items():
+                rng = PARAMETERS[k].describe() if k in PARAMETERS else ""
+                print(f"    -p {k}=<{v['type']}>  (default {v['default']!r}{'; ' + rng if rng else ''})  {v['help']}")
+        for i in step.inputs:
+            alt = "".join(f" or {a.path}" for a in i.alternatives)
+            print(f"    <- {i.path.format(profile=profile, arch='<arch>', store='<store>')}{alt.format(profile=profile, store='<store>')}")
+        for o in step.outputs:
+            print(f"    -> {o.format(profile=profile, arch='<arch>', store='<store>')}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -279,22 +776,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=STEP_NAMES, metavar="NAME",
                         help=f"run only this notebook (repeatable): {', '.join(STEP_NAMES)}")
     parser.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a notebook parameter")
-    parser.add_argument("--list", action="store_true", help="list notebooks, parameters and outputs, then exit")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+                        help="override a notebook parameter (ranges: --list)")
+    parser.add_argument("--list", action="store_true",
+                        help="list notebooks, parameters and their ranges, inputs and outputs, then exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar of the runner")
     args = parser.parse_args(argv)
     steps = [s for s in STEP_NAMES if not args.only or s in args.only]
-    if args.list:
-        for step in STEPS:
-            print(f"{step.name}: {step.title}")
-            for k, v in declared_parameters(step.name).items():
-                print(f"    -p {k}=<{v['type']}>  (default {v['default']!r})  {v['help']}")
-            for o in step.outputs:
-                print(f"    -> {o.format(profile=args.profile)}")
-        return 0
     try:
+        if args.list:
+            _list(args.profile)
+            return 0
         return run(steps, args.profile, args.parameter, progress=not args.no_progress)
-    except ParameterError as exc:
+    except (ParameterError, MissingInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

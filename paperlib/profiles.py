@@ -186,8 +186,8 @@ SMOKE = Profile(
         Population(arch, model, "digits", 30.0, Grid(lrs=(1e-4, 1e-2, 3e-2, 1e-1), dropouts=(0.0, 0.5), seeds=(0, 1)),
                    epochs=4, t_max=3, model_kwargs=kw)
         for arch, model, kw in [
-            ("LeNet", "lenet", {"width": 1.0}),
-            ("LeNet-x2", "lenet", {"width": 2.0}),
+            ("LeNet", "lenet", {"width": 1.0, "init": "he"}),  # He init: both classes within 4 epochs
+            ("LeNet-x2", "lenet", {"width": 2.0, "init": "he"}),
             ("ResNet-8", "resnet_cifar", {"depth": 8, "width": 0.25}),
             ("ResNet-14", "resnet_cifar", {"depth": 14, "width": 0.25}),
         ]

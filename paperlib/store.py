@@ -10,7 +10,14 @@ Layout of a run directory ``<runs_dir>/<key>/``::
     *.npz                caches derived from the snapshots (centralities, ...)
 
 Every file is written atomically (temporary file in the same directory, then
-``os.replace``), so a killed process leaves either the old file or the new one.
+``os.replace``), so a killed process leaves either the old file or the new one. Files get the
+permissions of an ordinary ``open()`` (``0o666`` less the process umask, so ``0o644`` under the
+usual umask 022): a group sharing a store can read it (``tempfile.mkstemp`` alone would leave
+them ``0o600``).
+
+Every snapshot's size and SHA-256 are returned by :meth:`Run.save_snapshot` and kept in the run's
+``meta.json`` by the trainer; :meth:`Run.check_snapshots` compares the files with them, so a
+missing, truncated or altered snapshot of a finished run is found before anything reads it.
 Snapshots are read with ``torch.load(weights_only=True)``: nothing but tensors and
 plain containers is ever unpickled. A file that cannot be read raises
 :class:`CorruptFileError`, which names the file.
@@ -40,12 +47,25 @@ def spec_key(spec: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+_UMASK: int | None = None
+
+
+def _file_mode() -> int:
+    """``0o666`` less the process umask (read once; ``os.umask`` can only be read by setting it)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return 0o666 & ~_UMASK
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace``."""
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``; mode ``0o666 & ~umask``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -80,11 +100,24 @@ def read_json(path: Path) -> Any:
         raise CorruptFileError(f"{path}: corrupt JSON ({exc}); delete the file to recompute it") from exc
 
 
-def save_tensors(path: Path, obj: Any) -> None:
-    """``torch.save`` a dict of tensors (and plain values) atomically."""
+def save_tensors(path: Path, obj: Any) -> dict[str, Any]:
+    """``torch.save`` a dict of tensors (and plain values) atomically; return its size and SHA-256."""
     buf = io.BytesIO()
     torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    blob = buf.getvalue()
+    atomic_write_bytes(path, blob)
+    return {"bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """Size and SHA-256 of a file (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    n = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+            n += len(block)
+    return {"bytes": n, "sha256": h.hexdigest()}
 
 
 def load_tensors(path: Path) -> Any:
@@ -153,8 +186,29 @@ class Run:
     def snapshot_path(self, epoch: int) -> Path:
         return self.dir / f"snap_{epoch:03d}.pt"
 
-    def save_snapshot(self, epoch: int, state_dict: dict[str, torch.Tensor]) -> None:
-        save_tensors(self.snapshot_path(epoch), {k: v.detach().cpu().clone() for k, v in state_dict.items()})
+    def save_snapshot(self, epoch: int, state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Write snapshot ``epoch`` (tensors moved to the CPU); return ``{"bytes", "sha256"}``."""
+        return save_tensors(self.snapshot_path(epoch),
+                            {k: v.detach().cpu().clone() for k, v in state_dict.items()})
+
+    def check_snapshots(self, records: dict[str, dict[str, Any]], checksums: bool = True) -> list[str]:
+        """Problems of the snapshots against ``records`` (``{"<epoch>": {"bytes", "sha256"}}``).
+
+        Every recorded snapshot must exist with the recorded size and, when ``checksums``,
+        the recorded SHA-256. Returns one message per problem (``[]``: intact).
+        """
+        problems = []
+        for epoch, rec in sorted(records.items(), key=lambda kv: int(kv[0])):
+            path = self.snapshot_path(int(epoch))
+            if not path.is_file():
+                problems.append(f"{path}: missing")
+                continue
+            size = path.stat().st_size
+            if size != rec["bytes"]:
+                problems.append(f"{path}: {size} bytes, {rec['bytes']} written")
+            elif checksums and file_digest(path)["sha256"] != rec["sha256"]:
+                problems.append(f"{path}: SHA-256 differs from the one written")
+        return problems
 
     def load_snapshot(self, epoch: int) -> dict[str, torch.Tensor]:
         return load_tensors(self.snapshot_path(epoch))

@@ -16,12 +16,14 @@ only*: same architecture, different data and scale, so agreement is not expected
 which dataset the paper's number describes (``paper_dataset``, ``same_dataset``).
 
 The comparison texts (:func:`describe_agreement`, :func:`describe_q2`, :func:`describe_q3`)
-are computed from the result files, so the notebooks never type a number.
+are computed from the result files, so the notebooks never type a number; the paper's claims
+they quote are read from ``results/published/claims.csv``. Markdown/LaTeX rendering lives in
+:mod:`paperlib.render`, the plain-words readings of Q1/Q2 in :mod:`paperlib.readings`, and the
+paired test of Table 2 in :mod:`paperlib.stats`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -45,6 +47,19 @@ FEATURE_LABELS = {
     "unroll-evec": "unroll-evec",
     "deg": "Ours-deg",
     "evec": "Ours-evec",
+    "learning-curve+deg": "learning curve + Ours-deg",
+    "learning-curve+evec": "learning curve + Ours-evec",
+    "deg-sa": "Ours-deg, size-aware (our addition)",
+    "evec-sa": "Ours-evec, size-aware (our addition)",
+}
+#: Short names used in the significance marks of Table 2.
+SHORT_LABELS = {"B_Wl": "Wl", "B_What": "What", "B_Wprime": "W'", "learning-curve": "LC"}
+#: Paired comparisons of Table 2: (method, the baselines it is tested against).
+COMPARISONS: dict[str, tuple[str, ...]] = {
+    "deg": ("B_Wl", "B_What", "B_Wprime", "learning-curve"),
+    "evec": ("B_Wl", "B_What", "B_Wprime", "learning-curve"),
+    "learning-curve+deg": ("learning-curve",),
+    "learning-curve+evec": ("learning-curve",),
 }
 GRAPH_FEATURES = ("deg", "evec")
 WEIGHT_BASELINES = ("B_Wl", "B_What", "B_Wprime")
@@ -58,7 +73,9 @@ TABLE1_COLUMNS = [
 ]
 TABLE2_COLUMNS = [
     "dataset", "arch", "t", "classifier", "feature_set", "label", "mode", "n_networks", "n_high",
-    "accuracy_mean", "accuracy_std", "n_seeds", "best",
+    "accuracy_mean", "accuracy_std", "n_seeds", "best", "balanced_accuracy_mean", "majority_accuracy",
+    "n_single_class", "n_decided",
+    *[f"vs_{b}_{k}" for b in SHORT_LABELS for k in ("diff", "p")],
     "paper_dataset", "same_dataset", "paper_accuracy", "paper_note",
 ]
 
@@ -105,92 +122,9 @@ def as_fraction(acc: pd.Series) -> pd.Series:
     return acc / 100.0 if acc.max(skipna=True) > 1.0 + 1e-9 else acc
 
 
-def fmt_mean_std(mean: float, std: float, digits: int = 2) -> str:
-    """``"0.93 ± 0.02"``; ``"–"`` for a missing mean; the spread is left out when undefined."""
-    if mean is None or not np.isfinite(mean):
-        return "–"
-    if std is None or not np.isfinite(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def _fmt_num(x: Any, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and not np.isfinite(x)):
-        return "–"
-    if isinstance(x, (int, np.integer)) or (isinstance(x, float) and float(x).is_integer() and abs(x) >= 1):
-        return str(int(x))
-    return f"{x:.{digits}f}"
-
-
-def _range(lo: Any, hi: Any, digits: int = 1) -> str:
-    if lo is None or hi is None or (isinstance(lo, float) and not np.isfinite(lo)):
-        return "–"
-    a, b = _fmt_num(lo, digits), _fmt_num(hi, digits)
-    return a if a == b else f"{a}–{b}"
-
-
-_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-def tex_escape(text: str) -> str:
-    """Escape LaTeX's special characters; ``±`` and ``–`` become math/en-dash."""
-    out = "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
-    return out.replace("±", r"$\pm$").replace("–", "--").replace("→", r"$\rightarrow$")
-
-
-def to_latex(frame: pd.DataFrame, caption: str = "", label: str = "",
-             bold: pd.DataFrame | None = None) -> str:
-    """A ``booktabs`` LaTeX table of a frame of strings (index dropped).
-
-    Written here rather than with ``DataFrame.to_latex`` so that the output is the same across
-    pandas versions and needs no template engine. ``bold`` (same shape, booleans) marks cells
-    set in bold.
-    """
-    cols = list(frame.columns)
-    align = "l" * min(2, len(cols)) + "r" * max(0, len(cols) - 2)
-    lines = [r"\begin{table}[t]", r"\centering", r"\small"]
-    if caption:
-        lines.append(rf"\caption{{{tex_escape(caption)}}}")
-    if label:
-        lines.append(rf"\label{{{label}}}")
-    lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(tex_escape(c) for c in cols) + r" \\",
-              r"\midrule"]
-    for i in range(len(frame)):
-        cells = []
-        for j, c in enumerate(cols):
-            text = tex_escape(frame.iat[i, j])
-            if bold is not None and bool(bold.iat[i, j]):
-                text = rf"\textbf{{{text}}}"
-            cells.append(text)
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
-
-
-def to_markdown(frame: pd.DataFrame, bold: pd.DataFrame | None = None) -> str:
-    """A GitHub Markdown table (via tabulate) of a frame of strings; ``bold`` marks cells."""
-    shown = frame.copy().astype(object)
-    if bold is not None:
-        for i in range(len(shown)):
-            for j in range(shown.shape[1]):
-                if bool(bold.iat[i, j]) and shown.iat[i, j] not in ("", "–"):
-                    shown.iat[i, j] = f"**{shown.iat[i, j]}**"
-    return shown.to_markdown(index=False, disable_numparse=True) + "\n"
-
-
-def write_table_files(profile: str, name: str, tidy: pd.DataFrame, display: pd.DataFrame,
-                      caption: str, notes: Sequence[str] = (), bold: pd.DataFrame | None = None) -> list[Path]:
-    """Write ``<name>.csv`` (tidy), ``<name>.md`` and ``<name>.tex`` (display) under ``results/<profile>``."""
-    out = paths.ensure(paths.results_dir(profile))
-    csv = out / f"{name}.csv"
-    tidy.to_csv(csv, index=False, float_format="%.6g", lineterminator="\n")
-    md_text = f"{caption}\n\n{to_markdown(display, bold)}"
-    if notes:
-        md_text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
-    (out / f"{name}.md").write_text(md_text)
-    (out / f"{name}.tex").write_text(to_latex(display, caption=caption, label=f"tab:{name}", bold=bold))
-    return [csv, out / f"{name}.md", out / f"{name}.tex"]
+# rendering lives in paperlib.render; re-exported here for existing callers
+from .render import (_fmt_num, _range, fmt_mean_std, tex_escape, to_latex, to_markdown,  # noqa: E402,F401
+                     write_table_files)
 
 
 def _ordered_pops(p: Profile, present: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -313,10 +247,65 @@ def aggregate_q1(q1: pd.DataFrame, by: Sequence[str] = ("dataset", "arch", "feat
     g = q1.groupby(list(by), sort=False, dropna=False)
     out = g["accuracy"].agg(accuracy_mean="mean", accuracy_std="std", n_seeds="count").reset_index()
     out["accuracy_std"] = out["accuracy_std"].fillna(0.0)
-    for extra in ("n_networks", "n_high", "spearman"):
+    for extra in ("n_networks", "n_high", "n_decided", "spearman"):
         if extra in q1.columns:
             out[extra] = g[extra].mean().to_numpy() if extra == "spearman" else g[extra].first().to_numpy()
+    if "balanced_accuracy" in q1.columns:
+        out["balanced_accuracy_mean"] = g["balanced_accuracy"].mean().to_numpy()
+    if "majority_accuracy" in q1.columns:
+        out["majority_accuracy"] = g["majority_accuracy"].mean().to_numpy()
+    if "single_class" in q1.columns:
+        q1["single_class"] = parse_bool(q1["single_class"])
+        out["n_single_class"] = q1.groupby(list(by), sort=False, dropna=False)["single_class"].sum().to_numpy()
     return out
+
+
+def parse_bool(col: pd.Series) -> pd.Series:
+    """A boolean column as written to CSV (``True``/``False``, ``1``/``0``) as booleans."""
+    return col.astype(str).str.strip().str.lower().isin({"true", "1", "1.0"})
+
+
+def paired_tests(q1: pd.DataFrame, dataset: str, arch: str, classifier: str, t: int, mode: str = "plain"
+                 ) -> dict[tuple[str, str], Any]:
+    """Corrected resampled t-tests (:mod:`paperlib.stats`) of :data:`COMPARISONS` at one Table 2 cell.
+
+    Per-fold accuracies of the two methods are paired by fold seed and fold (the evaluator's folds
+    depend only on the labels, configurations and seed, so both methods saw the same splits; rows
+    whose fold sizes differ are not paired). Returns ``{(method, baseline): PairedTest}``.
+    """
+    from .stats import corrected_resampled_ttest, parse_folds
+
+    if "fold_accuracy" not in q1.columns:
+        return {}
+    sub = q1[(q1["dataset"] == dataset) & (q1["arch"] == arch) & (q1["classifier"] == classifier)
+             & (q1["t"] == t)]
+    seed_col = "fold_seed" if "fold_seed" in sub.columns else "seed"
+
+    def folds(fs: str) -> dict[Any, tuple]:
+        rows = sub[(sub["feature_set"] == fs) & (sub["mode"] == (mode if fs in GRAPH_FEATURES else "plain"))]
+        out = {}
+        for _, r in rows.iterrows():
+            if isinstance(r["fold_accuracy"], str) and r["fold_accuracy"]:
+                out[r[seed_col]] = (parse_folds(r["fold_accuracy"], r["fold_sizes"]), r["fold_sizes"])
+        return out
+
+    tests = {}
+    for a, baselines in COMPARISONS.items():
+        fa = folds(a)
+        if not fa:
+            continue
+        for b in baselines:
+            fb = folds(b)
+            diffs, n_tr, n_te = [], [], []
+            for seed, ((acc_a, tr, te), sizes) in fa.items():
+                if seed in fb and fb[seed][1] == sizes:
+                    diffs.append(acc_a - fb[seed][0][0])
+                    n_tr.append(tr)
+                    n_te.append(te)
+            if diffs:
+                tests[(a, b)] = corrected_resampled_ttest(np.concatenate(diffs), float(np.mean(np.concatenate(n_tr))),
+                                                          float(np.mean(np.concatenate(n_te))))
+    return tests
 
 
 def mark_best(frame: pd.DataFrame, value: str, within: Sequence[str], tol: float = 1e-12) -> pd.Series:
@@ -361,6 +350,7 @@ def table2_frame(profile: Profile | str, q1: pd.DataFrame, mode: str = "plain") 
                 ref = published[(published["dataset"] == pd_key) & (published["arch"] == paper_arch_name(arch))
                                 & (published["classifier"] == clf) & (published["feature_set"] == fs)]
                 r = ref.iloc[0] if len(ref) else None
+                tests = paired_tests(q1, dataset, arch, clf, t_last, mode if mode != "best" else "plain")
                 rows.append({
                     "dataset": dataset, "arch": arch, "t": t_last, "classifier": clf, "feature_set": fs,
                     "label": FEATURE_LABELS.get(fs, fs),
@@ -369,15 +359,41 @@ def table2_frame(profile: Profile | str, q1: pd.DataFrame, mode: str = "plain") 
                     "accuracy_mean": c["accuracy_mean"] if c is not None else np.nan,
                     "accuracy_std": c["accuracy_std"] if c is not None else np.nan,
                     "n_seeds": int(c["n_seeds"]) if c is not None else 0,
+                    "balanced_accuracy_mean": _get(c, "balanced_accuracy_mean"),
+                    "majority_accuracy": _get(c, "majority_accuracy"),
+                    "n_single_class": int(_get(c, "n_single_class", 0)),
+                    "n_decided": _get(c, "n_decided"),
+                    **{f"vs_{b}_{k}": (getattr(tests[(fs, b)], "mean_difference" if k == "diff" else "p_value")
+                                       if (fs, b) in tests else np.nan)
+                       for b in SHORT_LABELS for k in ("diff", "p")},
                     "paper_dataset": DATASET_LABELS[pd_key] if r is not None else "",
                     "same_dataset": bool(same) if r is not None else False,
                     "paper_accuracy": r["accuracy"] if r is not None else np.nan,
                     "paper_note": (r["note"] if isinstance(r["note"], str) else "") if r is not None else "",
                 })
     t2 = pd.DataFrame(rows, columns=[c for c in TABLE2_COLUMNS if c != "best"])
-    t2.insert(TABLE2_COLUMNS.index("best"), "best", mark_best(t2, "accuracy_mean", ["dataset", "arch", "classifier"])
+    # a single-class predictor is never "best": its accuracy is the majority rate, not a result
+    t2["_eligible"] = t2["accuracy_mean"].where(t2["n_single_class"].fillna(0) == 0)
+    t2.insert(TABLE2_COLUMNS.index("best"), "best", mark_best(t2, "_eligible", ["dataset", "arch", "classifier"])
               if len(t2) else pd.Series(dtype=bool))
-    return t2
+    return t2.drop(columns="_eligible")
+
+
+def _get(row: Any, key: str, default: Any = np.nan) -> Any:
+    if row is None or key not in row.index:
+        return default
+    v = row[key]
+    return default if v is None or (isinstance(v, float) and not np.isfinite(v)) else v
+
+
+def significance_marks(r: pd.Series, alpha: float = 0.05) -> str:
+    """``">Wl <LC"``: the baselines a method beats (>) or loses to (<) significantly in its Table 2 cell."""
+    marks = []
+    for b, short in SHORT_LABELS.items():
+        p, d = r.get(f"vs_{b}_p", np.nan), r.get(f"vs_{b}_diff", np.nan)
+        if p is not None and np.isfinite(p) and p < alpha and d != 0:
+            marks.append((">" if d > 0 else "<") + short)
+    return " ".join(marks)
 
 
 def _ordered(values: Iterable[str], order: Sequence[str]) -> list[str]:
@@ -417,8 +433,8 @@ def table2_display(t2: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             table[pname], bold[pname] = [], []
         for key in keys:
             r = sub.loc[key] if key in sub.index else None
-            table[name].append(fmt_mean_std(r["accuracy_mean"], r["accuracy_std"]) if r is not None else "–")
-            bold[name].append(bool(r["best"]) if r is not None else False)
+            table[name].append(_cell(r))
+            bold[name].append(bool(r["best"]) and not _constant(r) if r is not None else False)
             if has_paper:
                 if r is None or not r["paper_dataset"]:
                     table[pname].append("")
@@ -427,7 +443,47 @@ def table2_display(t2: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                 else:
                     table[pname].append(f"{r['paper_accuracy']:.2f}")
                 bold[pname].append(False)
+    # one row per classifier: the majority-class rate of the networks evaluated at t
+    for clf in dict.fromkeys(c for c, _ in keys):
+        for col in table:
+            if col == "classifier":
+                table[col].append(CLASSIFIER_LABELS.get(clf, clf))
+            elif col == "features":
+                table[col].append("majority class (reference)")
+            elif col.startswith("paper "):
+                table[col].append("")
+            else:
+                table[col].append("")
+            bold[col].append(False)
+    for dataset, arch in pops:
+        sub = t2[(t2["dataset"] == dataset) & (t2["arch"] == arch)]
+        name = f"{_column_name(dataset, arch, multi)} (t={int(sub['t'].iloc[0])})"
+        for k, clf in enumerate(dict.fromkeys(c for c, _ in keys)):
+            maj = sub.loc[sub["classifier"] == clf, "majority_accuracy"] if "majority_accuracy" in sub else pd.Series()
+            maj = maj.dropna()
+            row = len(keys) + k
+            table[name][row] = f"{maj.mean():.2f}" if len(maj) else "–"
     return pd.DataFrame(table), pd.DataFrame(bold)
+
+
+def _constant(r: pd.Series) -> bool:
+    n = r.get("n_single_class", 0)
+    return bool(n is not None and np.isfinite(n) and n > 0)
+
+
+def _cell(r: pd.Series | None) -> str:
+    """``"0.81 ± 0.03 >Wl <LC"``, with ``[1 class k/n]`` when some fold seeds predicted a single class."""
+    if r is None:
+        return "–"
+    text = fmt_mean_std(r["accuracy_mean"], r["accuracy_std"])
+    if text == "–":
+        return text
+    marks = significance_marks(r)
+    if marks:
+        text += f" {marks}"
+    if _constant(r):
+        text += f" [1 class {int(r['n_single_class'])}/{int(r['n_seeds'])}]"
+    return text
 
 
 def skipped_reasons(profile: Profile | str, experiment: str = "q1") -> dict[str, str]:
@@ -466,9 +522,17 @@ def write_table2(profile: Profile | str, mode: str = "plain") -> pd.DataFrame:
     n_seeds = int(t2["n_seeds"].max()) if len(t2) else 0
     notes = [
         f"Ours: classification accuracy (high/low final accuracy) at the last epoch t of each architecture, "
-        f"mean ± standard deviation over {n_seeds} fold seeds of stratified {p.n_folds}-fold cross-validation; "
+        f"mean ± standard deviation over {n_seeds} fold seeds of stratified, configuration-grouped "
+        f"{p.n_folds}-fold cross-validation; "
         f"signature mode: {mode}{' (per cell, the mode with the highest mean)' if mode == 'best' else ''}.",
-        "Bold: the best mean of each column within a classifier's block.",
+        "Bold: the best mean of each column within a classifier's block (never a single-class predictor). "
+        "`[1 class k/n]`: in k of the n fold seeds the classifier predicted one class for every network "
+        "(a constant predictor: compare with the majority-class row, it is not a result).",
+        "`>Wl`, `<LC`, ...: Ours (or learning curve + Ours) is significantly above (>) or below (<) that "
+        "baseline in this column: corrected resampled t-test (Nadeau & Bengio, 2003) over the per-fold "
+        "accuracies of all fold seeds, two-sided, p < 0.05. Wl/What/W' = B_Wl/B_What/B_Wprime, LC = learning curve.",
+        "Folds are grouped by configuration (seed twins in one fold) and only networks still training at t "
+        "are evaluated (`n_decided` in table2.csv counts those left out).",
         "The paper reports one number per cell (no spread), OOM where the unrolled graph did not fit in memory, "
         "and does not state the signature mode; its t differs from ours.",
         "`learning curve` (test accuracy of epochs 1..t) and `unroll-evec` have no counterpart in the paper.",
@@ -495,8 +559,18 @@ def table2_metrics(t2: pd.DataFrame, mode: str) -> dict[str, Any]:
         if r["best"]:
             best.setdefault(r["classifier"], {}).setdefault(r["arch"], []).append(r["feature_set"])
     matched = t2[t2["paper_accuracy"].notna() & t2["accuracy_mean"].notna()]
+    significant: dict[str, dict[str, dict[str, str]]] = {}
+    for _, r in t2.iterrows():
+        marks = significance_marks(r)
+        if marks:
+            significant.setdefault(r["classifier"], {}).setdefault(r["arch"], {})[r["feature_set"]] = marks
+    majority = {a: _round(g["majority_accuracy"].mean()) for a, g in t2.groupby("arch", sort=False)} \
+        if "majority_accuracy" in t2 else {}
     return {
         "mode": mode,
+        "majority_accuracy": majority,
+        "single_class_cells": int((t2["n_single_class"].fillna(0) > 0).sum()) if "n_single_class" in t2 else 0,
+        "significant_vs_baselines": significant,
         "t": {a: int(t) for a, t in t2.groupby("arch", sort=False)["t"].first().items()},
         "accuracy_mean": acc,
         "best_feature_set": best,
@@ -524,9 +598,9 @@ def describe_agreement(profile: Profile | str) -> str:
     """Where Table 2 and Figure 3 of this run agree with the paper's claims, read from the files.
 
     Compares, per architecture and classifier: our graph signatures against the weight
-    baselines (the paper: graph signatures win everywhere but VGG), against the learning curve
-    (not in the paper), the unrolled against the rolled graph, and the first t at which a graph
-    signature reaches 80% accuracy (the paper: fewer than 10 epochs). Ends with the cells that
+    baselines, against the learning curve (not in the paper), the unrolled against the rolled
+    graph, and the first t at which a graph signature reaches 80% accuracy; the paper's claims
+    beside them are read from ``results/published/claims.csv``. Ends with the cells that
     have a paper number, ours beside it.
     """
     p = as_profile(profile)
@@ -559,15 +633,17 @@ def describe_agreement(profile: Profile | str) -> str:
             f"{graph:.2f} | best weight baseline {weights:.2f} | learning curve {curve:.2f} | best unrolled {unrolled:.2f}"
         )
     n = counts["n"]
+    claims = read_published("claims.csv").set_index("claim")["text"]
     lines += [
         "",
-        f"Graph signature above the best weight baseline: {counts['beats_weights']}/{n} (architecture x classifier); "
-        "the paper: all but VGG.",
+        f"Graph signature above the best weight baseline: {counts['beats_weights']}/{n} (architecture x classifier). "
+        f"Paper: {claims.get('q1_baselines', '')}",
         f"Graph signature above the learning-curve baseline: {counts['beats_curve']}/{n}; the paper has no such baseline.",
-        f"Rolled above unrolled: {counts['rolled_beats_unrolled']}/{n}; the paper: rolled better where unrolled fit in memory.",
+        f"Rolled above unrolled: {counts['rolled_beats_unrolled']}/{n}. Paper: {claims.get('q1_unrolled', '')}",
     ]
     lines.append("")
-    lines.append("First t at which a graph signature (any mode) reaches 0.80 mean accuracy (the paper: t < 10):")
+    lines.append("First t at which a graph signature (any mode) reaches 0.80 mean accuracy. "
+                 f"Paper: {claims.get('q1_fast', '')}")
     g = q1[q1["feature_set"].isin(GRAPH_FEATURES)]
     for (dataset, arch), sub in g.groupby(["dataset", "arch"], sort=False):
         for clf, s in sub.groupby("classifier", sort=False):

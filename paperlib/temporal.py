@@ -42,7 +42,7 @@ from .store import Run, load_npz, save_npz
 __all__ = ["CODE_VERSION", "KINDS", "compute_profile", "compute_run", "load_centralities", "fingerprint"]
 
 #: bump when a change to paperlib.graph / paperlib.centrality changes the cached values
-CODE_VERSION = 1
+CODE_VERSION = 2
 KINDS = ("rolled", "unrolled")
 #: memory for the Lanczos basis of one batch of unrolled graphs (snapshots are split to fit)
 BATCH_BYTES = 512 * 2**20

@@ -28,12 +28,25 @@ classifiers, mean over fold seeds) reaches its maximum over t; with ``t_rule="la
 largest t of the profile. Without ``q1.csv`` the rule falls back to ``"last"``; the column
 ``t_rule`` records which one was used. The predictor reads snapshots 1..t (plus 0 when the
 profile includes the initialisation).
+
+**The snapshot that is timed, committed.** Q3 times one snapshot per architecture, so a fresh
+clone (no run store) can rerun it: :func:`export_q3_snapshot` copies that snapshot from the run
+store to ``results/<profile>/q3_snapshots/<arch>.pt`` (the state dict in float32, as trained,
+with the run's key, epoch and specification), rewriting the file only when its bytes change;
+:func:`run_q3` always times the model rebuilt from that file. With a run store, the snapshot is
+chosen as described above (the first finished run by key, its last snapshot at or before
+``t_needed``) and exported first; without one, the committed file is used as it is, after
+checking that it is a snapshot of the population's architecture (model, its arguments, dataset
+and input size), and ``snapshot_run`` / ``snapshot_epoch`` say which snapshot it is.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import statistics
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -42,7 +55,7 @@ import pandas as pd
 from . import paths
 from .metrics import update_metrics
 from .profiles import Population, Profile
-from .store import RunStore
+from .store import CorruptFileError, RunStore, atomic_write_bytes, load_tensors
 from .tables import aggregate_q1, as_profile, read_result
 
 Q3_COLUMNS = [
@@ -207,6 +220,72 @@ def _snapshot_run(p: Profile, runs: pd.DataFrame, epoch: int) -> tuple[Any, int]
     raise FileNotFoundError(f"no snapshot of {runs['arch'].iloc[0]} in {store.root}; run notebook 01_train first")
 
 
+Q3_SNAPSHOT_FORMAT = 1
+
+
+def q3_snapshot_path(profile: str, arch: str) -> Path:
+    """``results/<profile>/q3_snapshots/<arch>.pt``: the committed snapshot Q3 times for ``arch``."""
+    return paths.q3_snapshots_dir(profile) / f"{paths.safe_name(arch)}.pt"
+
+
+def _store_has_runs(profile: str, runs: pd.DataFrame) -> bool:
+    root = paths.runs_dir(profile)
+    return root.is_dir() and any((root / str(k) / "spec.json").exists() for k in runs["key"])
+
+
+def export_q3_snapshot(p: Profile, pop: Population, runs: pd.DataFrame, epoch: int) -> Path:
+    """Copy the snapshot Q3 times for ``pop`` from the run store to :func:`q3_snapshot_path`.
+
+    The run is the first finished one by key, the snapshot its last at or before ``epoch``. The
+    file holds ``{"format", "arch", "key", "epoch", "spec" (JSON text), "state_dict"}``, readable
+    with ``torch.load(weights_only=True)``; it is rewritten only when its bytes change, so
+    re-running on the same store leaves a committed file untouched.
+    """
+    import torch
+
+    run, snap_epoch = _snapshot_run(p, runs, epoch)
+    state = run.load_snapshot(snap_epoch)
+    obj = {"format": Q3_SNAPSHOT_FORMAT, "arch": pop.arch, "key": run.key, "epoch": int(snap_epoch),
+           "spec": json.dumps(run.spec, sort_keys=True),
+           "state_dict": {k: v.detach().cpu().contiguous() for k, v in state.items()}}
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    blob = buf.getvalue()
+    path = q3_snapshot_path(p.name, pop.arch)
+    if not path.exists() or path.read_bytes() != blob:
+        atomic_write_bytes(path, blob)
+    return path
+
+
+def load_q3_snapshot(p: Profile, pop: Population) -> tuple[Any, str, int]:
+    """The model of the committed Q3 snapshot of ``pop`` (eval mode), its run key and epoch.
+
+    Raises FileNotFoundError (naming the step that writes the file) when it is missing, and
+    ValueError when it is not a snapshot of the population's architecture.
+    """
+    from . import train
+
+    path = q3_snapshot_path(p.name, pop.arch)
+    if not path.exists():
+        raise FileNotFoundError(f"{paths.relative(path)}: no Q3 snapshot of {pop.arch}; run 06_q3 with the run store "
+                                "of 01_train present (it exports the snapshot)")
+    obj = load_tensors(path)
+    if not isinstance(obj, dict) or obj.get("format") != Q3_SNAPSHOT_FORMAT or "state_dict" not in obj:
+        raise CorruptFileError(f"{paths.relative(path)}: not a Q3 snapshot (format {Q3_SNAPSHOT_FORMAT}); "
+                               "delete it and run 06_q3 with the run store present")
+    spec = json.loads(obj["spec"])
+    want = {"model": pop.model, "model_kwargs": dict(pop.model_kwargs), "dataset": pop.dataset,
+            "image_size": p.image_size[pop.dataset]}
+    got = {k: spec.get(k) for k in want}
+    if got != want:
+        raise ValueError(f"{paths.relative(path)}: a snapshot of {got}, but population {pop.arch} of profile "
+                         f"{p.name!r} is {want}; run 01_train and 06_q3 to replace it")
+    make = getattr(train, "make_model", None) or train._make_model
+    model = make(spec)
+    model.load_state_dict(obj["state_dict"])
+    return model.eval(), str(obj["key"]), int(obj["epoch"])
+
+
 def _input_shape(p: Profile, pop: Population) -> tuple[int, int, int]:
     from . import data
 
@@ -218,17 +297,16 @@ def q3_row(p: Profile, pop: Population, runs: pd.DataFrame, q1: pd.DataFrame | N
            cent: pd.DataFrame | None, repeats: int, t_rule: str = "best", explicit: bool = True,
            max_seconds: float = 5.0) -> dict[str, Any]:
     """One row of ``q3.csv`` (see the module docstring)."""
-    from . import train
-
     row: dict[str, Any] = {"dataset": pop.dataset, "arch": pop.arch}
     row.update(training_cost(runs))
     t_last = int(q1.loc[q1["arch"] == pop.arch, "t"].max()) if q1 is not None and (q1["arch"] == pop.arch).any() \
         else pop.t_max
     t, why = t_needed(q1, pop.dataset, pop.arch, t_last, t_rule)
     row.update({"t_needed": t, "t_rule": why, "n_snapshots": t + int(p.include_epoch0), "repeats": int(repeats)})
-    run, epoch = _snapshot_run(p, runs, t)
-    row.update({"snapshot_run": run.key, "snapshot_epoch": epoch})
-    model = train.load_model(run, epoch)
+    if _store_has_runs(p.name, runs):
+        export_q3_snapshot(p, pop, runs, t)
+    model, key, epoch = load_q3_snapshot(p, pop)
+    row.update({"snapshot_run": key, "snapshot_epoch": epoch})
     row.update(time_snapshot(model, _input_shape(p, pop), repeats=repeats, explicit=explicit,
                              max_seconds=max_seconds))
     for kind in ("rolled", "unrolled_matfree", "unrolled_explicit"):
@@ -252,7 +330,8 @@ def run_q3(profile: Profile | str, repeats: int = 3, t_rule: str = "best", expli
     ----------
     profile
         The profile (or its name); reads its ``runs.csv`` and, when present, ``q1.csv`` and
-        ``centralities.csv``, and one snapshot per architecture from the run store.
+        ``centralities.csv``, and one snapshot per architecture: exported from the run store when
+        there is one, else the committed ``q3_snapshots/<arch>.pt``.
     repeats
         Timing repetitions per measurement (the median is kept).
     t_rule

@@ -1,9 +1,20 @@
-"""Shared fixtures: one run of the smoke pipeline per test session, and synthetic result tables."""
+"""Shared fixtures: the smoke pipeline run once per test session in a temporary project root,
+and synthetic result tables.
+
+Tests never write into the repository's ``results/`` or ``figures/``: the pipeline under test
+runs in a temporary root (``PAPERLIB_ROOT``) that holds copies of the notebooks and of
+``results/published``; in-process tests redirect :mod:`paperlib.paths` (fixture ``tmp_results``).
+A session that leaves ``git status`` of ``results/`` or ``figures/`` changed fails
+(see ``pytest_sessionfinish``).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +25,32 @@ import pytest
 from paperlib import paths
 from paperlib.profiles import get_profile
 
+GUARDED = ("results", "figures")
+
+
+def _git_status() -> str | None:
+    try:
+        return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", *GUARDED],
+                              cwd=paths.CODE, capture_output=True, text=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config._paperlib_git_status = _git_status()  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = getattr(session.config, "_paperlib_git_status", None)
+    after = _git_status()
+    if before is None or after is None or before == after:
+        return
+    changed = sorted(set(after.splitlines()) - set(before.splitlines()))
+    if changed:
+        sys.stderr.write("\nERROR: the tests changed files of the repository (they must write into a temporary "
+                         "root):\n  " + "\n  ".join(changed) + "\n")
+        session.exitstatus = 1
+
 
 @dataclass
 class PipelineRun:
@@ -21,23 +58,55 @@ class PipelineRun:
     stdout: str
     stderr: str
     seconds: float
+    root: Path  # the temporary project root the pipeline ran in
+
+
+def make_root(dest: Path, profiles: tuple[str, ...] = ()) -> Path:
+    """A project root at ``dest``: copies of ``notebooks/*.ipynb``, ``results/published`` and, for each of
+    ``profiles``, the committed ``results/<profile>`` (without a run store) and ``figures/<profile>``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "notebooks").mkdir(exist_ok=True)
+    for nb in (paths.CODE / "notebooks").glob("*.ipynb"):
+        shutil.copy2(nb, dest / "notebooks" / nb.name)
+    shutil.copytree(paths.CODE / "results" / "published", dest / "results" / "published", dirs_exist_ok=True)
+    for profile in profiles:
+        src = paths.CODE / "results" / profile
+        if src.is_dir():
+            shutil.copytree(src, dest / "results" / profile, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("store"))
+        if (paths.CODE / "figures" / profile).is_dir():
+            shutil.copytree(paths.CODE / "figures" / profile, dest / "figures" / profile, dirs_exist_ok=True)
+    return dest
+
+
+def pipeline_env(root: Path) -> dict[str, str]:
+    """The environment of a pipeline run in ``root``: this checkout's code, no outside store."""
+    env = {k: v for k, v in os.environ.items() if k not in {"PAPERLIB_STORE", "PAPERLIB_ROOT"}}
+    env["PAPERLIB_ROOT"] = str(root)
+    env["PYTHONPATH"] = os.pathsep.join([str(paths.CODE), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    return env
+
+
+def run_pipeline(root: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """``python -m paperlib.pipeline *args`` with ``root`` as the project root (and working directory)."""
+    return subprocess.run([sys.executable, "-m", "paperlib.pipeline", *args], cwd=root, env=pipeline_env(root),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
-def smoke_pipeline() -> PipelineRun:
-    """Run ``python -m paperlib.pipeline --profile smoke`` once per session (shared by every test).
+def smoke_pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
+    """Run ``python -m paperlib.pipeline --profile smoke`` once per session, in a temporary root.
 
     Fails the dependent tests, not the session, when the pipeline fails: the output is kept in
     the returned record for their messages.
     """
-    import time
-
+    root = make_root(tmp_path_factory.mktemp("smoke-root"))
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "paperlib.pipeline", "--profile", "smoke", "--no-progress"],
-        cwd=paths.ROOT, capture_output=True, text=True, timeout=1200,
-    )
-    return PipelineRun(proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - t0)
+    from paperlib.pipeline import STEPS
+
+    only = [a for s in STEPS if s.notebook.exists() for a in ("--only", s.name)]  # test_notebooks checks the rest
+    proc = run_pipeline(root, "--profile", "smoke", "--no-progress", *only)
+    return PipelineRun(proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - t0, root)
 
 
 # --------------------------------------------------------------------------- synthetic results
@@ -122,6 +191,7 @@ def tmp_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Redirect ``results/`` and ``figures/`` (not ``results/published``) to a temporary folder."""
     monkeypatch.setattr(paths, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(paths, "FIGURES", tmp_path / "figures")
+    monkeypatch.delenv("PAPERLIB_STORE", raising=False)  # the run store under the temporary results too
     return tmp_path
 
 

@@ -21,7 +21,7 @@ HIDDEN = {"Small": 6, "Small-x2": 12, "Deep": 6, "Deeper": 6}
 
 def tiny_profile(n_per_pop: int = 12, t_max: int = 3) -> Profile:
     """A profile of four tiny populations; "Deeper" has no unrolled centralities in the fake store."""
-    grid = Grid(lrs=(0.1,), dropouts=(0.0,), seeds=tuple(range(n_per_pop)))
+    grid = Grid(lrs=tuple(10.0 ** -np.arange(n_per_pop // 2)), dropouts=(0.0,), seeds=(0, 1))
     pops = tuple(Population(arch, "lenet", "digits", 50.0, grid, epochs=5, t_max=t_max) for arch in HIDDEN)
     base = get_profile("smoke")
     return dataclasses.replace(
@@ -59,8 +59,10 @@ def make_fake_store(profile: Profile, n_per_pop: int = 12, seed: int = 0) -> pd.
                             "early_stop_epoch": trained, "final_acc": final,
                             "diverged_epoch": trained if diverged else None})
             rows.append({"key": key, "arch": pop.arch, "dataset": pop.dataset, "model": pop.model,
+                         "lr": 10.0 ** -(i // 2), "dropout": 0.0, "seed": i % 2, "optimizer": "sgd",
                          "status": "diverged" if diverged else "finished", "diverged": diverged,
-                         "epochs_trained": trained, "final_acc": final})
+                         "epochs_trained": trained, "final_acc": final,
+                         "diverged_epoch": trained if diverged else None})
     runs = pd.DataFrame(rows)
     paths.ensure(paths.results_dir(profile.name))
     runs.to_csv(paths.results_dir(profile.name) / "runs.csv", index=False)
@@ -113,16 +115,55 @@ def test_last_layer_is_the_last_linear_module():
     assert got.size == 4 * 2 + 2
 
 
-def test_forward_fill_and_flag():
-    rows = np.array([[1.0, 2.0], [np.nan, 5.0]])
-    filled = features._forward_fill(np.array([0, 2]), rows, 4)
-    np.testing.assert_array_equal(filled[0], [1, 2])
-    np.testing.assert_array_equal(filled[1], [1, 2])
-    assert np.isnan(filled[2, 0]) and np.isnan(filled[3, 0])
-    flagged, n_bad = features.with_flag(filled)
-    assert n_bad == 2 and np.isfinite(flagged).all()
-    np.testing.assert_array_equal(flagged[:, -1], [0, 0, 1, 1])
-    np.testing.assert_array_equal(flagged[2], [features.FILL_VALUE, features.FILL_VALUE, 1])  # whole epoch replaced
+def test_size_aware_is_the_signature_of_v_over_its_mean():
+    v = np.random.default_rng(3).gamma(2.0, 1.5, size=41)
+    expected = aggregate(v / v.mean())
+    got = features.size_aware(aggregate(v)[None, :])[0]
+    np.testing.assert_allclose(got, expected[[0, 2, 3, 4]], rtol=1e-12)
+    np.testing.assert_allclose(features.size_aware(aggregate(7.0 * v)[None, :]), got[None, :], rtol=1e-12)
+
+
+def synthetic_population(n: int = 8, t_max: int = 4) -> features.PopulationFeatures:
+    """Eight runs: 0 diverged at epoch 2, 1 stopped after epoch 1, 2 diverged at epoch 5 (after t_max)."""
+    trained = np.array([2, 1, 5, 6, 6, 6, 6, 6])
+    div = np.array([2, np.inf, 5, np.inf, np.inf, np.inf, np.inf, np.inf])
+    a = np.random.default_rng(0).normal(size=(n, t_max + 1, 5))
+    for i in range(n):
+        a[i, int(min(trained[i], div[i] - 1)) + 1:] = np.nan
+    return features.PopulationFeatures(
+        "P", "digits", np.array([f"k{i}" for i in range(n)]), np.linspace(20, 90, n), np.isfinite(div), trained,
+        50.0, t_max, {"deg": a, "learning-curve": a[..., :1]}, {}, np.arange(n) // 2, div)
+
+
+def test_alive_is_the_information_horizon():
+    f = synthetic_population()
+    np.testing.assert_array_equal(f.alive(1), [1, 1, 1, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(f.alive(2), [0, 0, 1, 1, 1, 1, 1, 1])  # diverged at 2, stopped after 1
+    np.testing.assert_array_equal(f.alive(4), [0, 0, 1, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(f.alive(5), [0, 0, 0, 1, 1, 1, 1, 1])
+    for t in range(1, 5):  # every alive network has finite features at epochs 1..t
+        assert np.isfinite(f.arrays["deg"][f.alive(t), 1:t + 1]).all()
+    # the labels: diverged runs are low whatever their final accuracy
+    assert f.labels[2] == 0 and f.labels[-1] == 1
+
+
+def test_derived_sets_are_built_from_the_stored_ones():
+    f = synthetic_population()
+    combo = f.array("learning-curve+deg")
+    assert combo.shape == (8, 5, 6)
+    np.testing.assert_array_equal(combo[..., 0], f.arrays["learning-curve"][..., 0])
+    np.testing.assert_array_equal(combo[..., 1:], f.arrays["deg"])
+    assert f.width("deg-sa") == 4 and not f.available("evec-sa")
+    with pytest.raises(KeyError, match="evec"):
+        f.array("evec-sa")
+
+
+def test_configuration_groups_ignore_the_seed():
+    df = pd.DataFrame({"lr": [0.1, 0.1, 0.01, 0.01, 0.1], "dropout": [0.0, 0.0, 0.0, 0.0, 0.5],
+                       "seed": [0, 1, 0, 1, 0], "optimizer": "sgd", "final_acc": [1, 2, 3, 4, 5]})
+    np.testing.assert_array_equal(features.configuration_groups(df), [0, 0, 1, 1, 2])
+    with pytest.raises(ValueError, match="configuration columns"):
+        features.configuration_groups(df[["seed", "final_acc"]])
 
 
 def test_labels():
@@ -149,26 +190,49 @@ def test_build_profile_features(tiny_store):
 
     feats = features.load_population(profile, "Small")
     assert feats.keys.tolist() == sorted(runs.loc[runs["arch"] == "Small", "key"])
+    np.testing.assert_array_equal(feats.groups, np.arange(12) // 2)  # seed twins share a configuration
+    assert feats.diverged_epoch[0] == 2 and np.isinf(feats.diverged_epoch[1:]).all()
     for name, arr in feats.arrays.items():
-        assert arr.shape[:2] == (12, 4) and np.isfinite(arr).all(), name
-    # run 0 diverged at epoch 2: flagged at epochs 2 and 3 (forward filled), finite before
+        assert arr.shape[:2] == (12, 4), name
+        assert np.isfinite(arr[2:]).all(), name  # runs that trained through t_max: all finite
+    # run 0 diverged at epoch 2: NaN there (non-finite snapshot) and nothing after; run 1 stopped after
+    # epoch 1: NaN at epochs 2 and 3, never a copy of epoch 1
     deg = feats.arrays["deg"]
-    np.testing.assert_array_equal(deg[0, :, -1], [0, 0, 1, 1])
-    np.testing.assert_array_equal(deg[0, 2, :-1], features.FILL_VALUE)
-    assert deg[1:, :, -1].sum() == 0
-    # run 1 stopped after epoch 1: its later epochs repeat epoch 1
-    np.testing.assert_array_equal(deg[1, 2], deg[1, 1])
-    np.testing.assert_array_equal(feats.arrays["learning-curve"][1, 3], feats.arrays["learning-curve"][1, 1])
+    assert np.isfinite(deg[0, :2]).all() and np.isnan(deg[0, 2:]).all()
+    assert np.isfinite(deg[1, :2]).all() and np.isnan(deg[1, 2:]).all()
+    assert np.isnan(feats.arrays["learning-curve"][1, 2:]).all()
+    np.testing.assert_array_equal(feats.alive(2), np.arange(12) >= 2)
     # the signature of one snapshot equals aggregate() of its centralities
     c = fake_centralities(Run(paths.runs_dir("tiny") / feats.keys[5]), "rolled")
-    np.testing.assert_allclose(deg[5, 2, :-1], aggregate(c["deg"][2]))
+    np.testing.assert_allclose(deg[5, 2], aggregate(c["deg"][2]))
     # B_Wprime of a snapshot: scipy on the flattened last layer
     sd = torch.load(Run(paths.runs_dir("tiny") / feats.keys[5]).snapshot_path(3), weights_only=True)
     flat = np.concatenate([sd["fc.weight"].numpy().ravel(), sd["fc.bias"].numpy()]).astype(np.float64)
     np.testing.assert_allclose(feats.arrays["B_Wprime"][5, 3, 3], scipy.stats.skew(flat), rtol=1e-6)
-    np.testing.assert_allclose(feats.arrays["B_Wl"][5, 3, :-1], flat, rtol=1e-6)
+    np.testing.assert_allclose(feats.arrays["B_Wl"][5, 3], flat, rtol=1e-6)
     # labels: diverged run 0 is low
     assert feats.labels[0] == 0 and feats.labels.sum() == (runs.loc[runs["arch"] == "Small", "final_acc"] >= 50).sum()
+    row = index[(index["arch"] == "Small") & (index["feature_set"] == "deg")].iloc[0]
+    assert row["n_configurations"] == 6 and row["n_alive_at_t"] == 10 and row["n_diverged_by_t"] == 1
+
+
+def test_a_missing_epoch_of_an_alive_run_is_an_error_naming_it(tiny_store):
+    profile, runs = tiny_store
+    victim = Run(paths.runs_dir("tiny") / "small-05")
+    victim.snapshot_path(2).unlink()
+    with pytest.raises(features.MissingEpochError, match="small-05.*epoch 2"):
+        features.build_profile_features(profile, centralities=fake_centralities)
+    assert not (paths.results_dir("tiny") / "features.csv").exists()  # nothing written
+
+    def holey(run, kind):
+        c = fake_centralities(run, kind)
+        if run.key == "small-07":
+            c = {k: (v[[0, 1, 3]] if getattr(v, "ndim", 0) and len(v) == len(c["epochs"]) else v) for k, v in c.items()}
+        return c
+
+    profile2 = dataclasses.replace(profile, feature_sets=("deg",))
+    with pytest.raises(features.MissingEpochError, match="small-07.*epoch 2"):
+        features.build_profile_features(profile2, centralities=holey)
 
 
 def test_load_population_detects_stale_cache(tiny_store):

@@ -155,7 +155,7 @@ def test_channel_concatenation_places_producers_side_by_side():
     np.testing.assert_allclose(_block(g, "c", "b"), w[:, 2:], rtol=1e-6)
 
 
-def test_unsupported_operations_raise():
+def test_spatial_transpose_is_followed_and_sorting_refused():
     class T(nn.Module):
         def __init__(self):
             super().__init__()
@@ -164,8 +164,17 @@ def test_unsupported_operations_raise():
         def forward(self, x):
             return self.fc(torch.flatten(self.c(x).transpose(2, 3), 1))
 
-    with pytest.raises(NotImplementedError, match="transpose"):
-        graph.rolled_graph(T(), (1, 2, 2))
+    net = T()
+    g = graph.rolled_graph(net, (1, 2, 2))  # channel c still owns features 4c..4c+3
+    w = net.fc.weight.detach().double().numpy()
+    np.testing.assert_allclose(_block(g, "fc", "c"), np.linalg.norm(w.reshape(2, 2, 4), axis=2), rtol=1e-6)
+
+    class S(T):
+        def forward(self, x):
+            return self.fc(torch.flatten(torch.sort(self.c(x), dim=1).values, 1))
+
+    with pytest.raises(NotImplementedError, match=r"module 'fc' \(Linear\).*operation sort"):
+        graph.rolled_graph(S(), (1, 2, 2))
 
 
 def test_to_networkx_round_trip():

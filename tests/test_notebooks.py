@@ -6,13 +6,27 @@ import nbformat
 import pytest
 
 from paperlib import paths
-from paperlib.pipeline import STEP_NAMES, declared_parameters
+from paperlib.pipeline import STEP_NAMES, STEPS, declared_parameters
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
 
 
-def test_every_step_has_a_notebook_and_vice_versa():
-    assert sorted(p.stem for p in NOTEBOOKS) == sorted(STEP_NAMES)
+def test_every_notebook_is_a_declared_step():
+    assert {p.stem for p in NOTEBOOKS} <= set(STEP_NAMES), "a notebook that pipeline.STEPS does not declare"
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda s: s.name)
+def test_every_step_has_its_notebook(step):
+    assert step.notebook.exists(), f"step {step.name} is declared but {step.notebook.name} does not exist"
+
+
+@pytest.mark.parametrize("step", [s for s in STEPS if s.inputs and s.notebook.exists()], ids=lambda s: s.name)
+def test_setup_cell_checks_the_inputs(step):
+    """A notebook opened in JupyterLab stops before it writes anything when its inputs are missing."""
+    nb = nbformat.read(step.notebook, as_version=4)
+    setup = [c for c in nb.cells if c.cell_type == "code"][1]
+    assert f'pipeline.require_inputs("{step.name}", profile)' in setup.source, (
+        f"{step.notebook.name}: the setup cell must call pipeline.require_inputs(\"{step.name}\", profile)")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -1,12 +1,13 @@
 """The smoke pipeline end to end: every declared output is written, complete and readable.
 
-Runs ``python -m paperlib.pipeline --profile smoke`` once per test session (fixture
-``smoke_pipeline`` in ``conftest.py``) and inspects what it wrote.
+Runs ``python -m paperlib.pipeline --profile smoke`` once per test session in a temporary project
+root (fixture ``smoke_pipeline`` in ``conftest.py``) and inspects what it wrote there.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -21,7 +22,10 @@ from paperlib.profiles import get_profile
 pytestmark = pytest.mark.slow
 
 PROFILE = "smoke"
-OUTPUTS = [(s.name, o.format(profile=PROFILE)) for s in STEPS for o in s.outputs]
+ARCHS = get_profile(PROFILE).archs
+OUTPUTS = [(s.name, o.format(profile=PROFILE, arch=paths.safe_name(a)))
+           for s in STEPS for o in s.outputs if not o.startswith("{store}")
+           for a in (ARCHS if "{arch}" in o else ARCHS[:1])]
 CONTRACT_COLUMNS = {
     "runs.csv": ["key", "arch", "dataset", "model", "lr", "dropout", "seed", "optimizer", "status", "diverged",
                  "epochs_trained", "early_stop_epoch", "final_acc", "train_seconds", "epoch_seconds"],
@@ -41,16 +45,24 @@ def pipeline(smoke_pipeline):
     assert smoke_pipeline.returncode == 0, (
         f"smoke pipeline failed (exit {smoke_pipeline.returncode}):\n{smoke_pipeline.stdout[-3000:]}\n"
         f"{smoke_pipeline.stderr[-3000:]}")
+    _ROOT["root"] = smoke_pipeline.root
     return smoke_pipeline
 
 
+_ROOT = {}
+
+
+def _res() -> Path:
+    return _ROOT["root"] / "results" / PROFILE
+
+
 def _csv(name: str) -> pd.DataFrame:
-    return pd.read_csv(paths.results_dir(PROFILE) / name)
+    return pd.read_csv(_res() / name)
 
 
 @pytest.mark.parametrize(("step", "output"), OUTPUTS, ids=[o for _, o in OUTPUTS])
 def test_declared_output_exists(pipeline, step, output):
-    path = paths.ROOT / output
+    path = pipeline.root / output
     assert path.exists(), f"{step} did not write {output}"
     assert path.stat().st_size > 0, f"{output} is empty"
 
@@ -82,25 +94,25 @@ def test_table2_has_no_empty_cell(pipeline):
 
 def test_markdown_and_latex_tables(pipeline):
     for name in ("table1", "table2"):
-        md = (paths.results_dir(PROFILE) / f"{name}.md").read_text()
+        md = (_res() / f"{name}.md").read_text()
         assert md.count("\n|") >= 3
-    tex = (paths.results_dir(PROFILE) / "table2.tex").read_text()
+    tex = (_res() / "table2.tex").read_text()
     assert r"\begin{tabular}" in tex and r"\end{tabular}" in tex
 
 
 @pytest.mark.parametrize("output", [o for _, o in OUTPUTS if o.endswith(".png")])
 def test_figure_is_a_nonempty_image(pipeline, output):
-    with Image.open(paths.ROOT / output) as im:
+    with Image.open(pipeline.root / output) as im:
         im.load()
         assert im.size[0] > 100 and im.size[1] > 100
         lo, hi = im.convert("L").getextrema()
         assert lo < hi, f"{output} is a single colour"
-    pdf = (paths.ROOT / output).with_suffix(".pdf").read_bytes()
+    pdf = (pipeline.root / output).with_suffix(".pdf").read_bytes()
     assert pdf.startswith(b"%PDF") and b"CreationDate" not in pdf
 
 
 def test_executed_notebooks_have_no_errors(pipeline):
-    out = paths.executed_dir(PROFILE)
+    out = pipeline.root / "results" / "executed" / PROFILE
     for step in STEPS:
         nb = nbformat.read(out / f"{step.name}.ipynb", as_version=4)
         for cell in nb.cells:
@@ -108,11 +120,30 @@ def test_executed_notebooks_have_no_errors(pipeline):
                 assert o.get("output_type") != "error", f"{step.name}: {o.get('ename')}: {o.get('evalue')}"
 
 
+def test_executed_notebooks_carry_no_progress_bars_or_machine_paths(pipeline):
+    out = pipeline.root / "results" / "executed" / PROFILE
+    for step in STEPS:
+        text = (out / f"{step.name}.ipynb").read_text()
+        nb = nbformat.reads(text, as_version=4)
+        streams = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", [])
+                          if o.get("output_type") == "stream")
+        widgets = [o for c in nb.cells for o in c.get("outputs", [])
+                   if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        assert "it/s]" not in streams and "s/it]" not in streams and "\r" not in streams, \
+            f"{step.name}: text progress bars in the executed notebook"
+        assert "IProgress not found" not in streams, f"{step.name}: tqdm widget warning"
+        assert not widgets, f"{step.name}: progress widgets in the executed notebook"
+        for root in {str(paths.CODE), str(pipeline.root)}:
+            assert root not in text, f"{step.name}: machine path {root} in the executed notebook"
+
+
 def test_manifest_and_metrics(pipeline):
-    manifest = json.loads(paths.manifest_path(PROFILE).read_text())
+    manifest = json.loads((_res() / "manifest.json").read_text())
     assert manifest["status"] == "ok"
     assert [s["notebook"] for s in manifest["steps"]] == [s.name for s in STEPS]
-    metrics = json.loads(paths.metrics_path(PROFILE).read_text())
+    assert all(s["status"] == "ok" and s["seconds"] >= 0 for s in manifest["steps"])
+    assert manifest["profile_spec"]["name"] == PROFILE
+    metrics = json.loads((_res() / "metrics.json").read_text())
     assert {"table1", "table2", "q3"} <= set(metrics)
     assert set(metrics["q3"]["per_arch"]) == set(get_profile(PROFILE).archs)
 

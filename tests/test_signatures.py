@@ -100,3 +100,30 @@ def test_bad_layout_or_parameters_raise(est):
                          ids=lambda e: repr(e))
 def test_check_estimator(est):
     check_estimator(est)
+
+
+def test_size_aware_signatures_of_lenet_and_double_width_lenet_agree_at_initialisation():
+    """The paper's signatures of LeNet and LeNet-x2 at initialisation differ in scale by more than 15%;
+    the size-aware ones (signature of v / mean(v), paperlib.features.size_aware) agree within 15%."""
+    import torch
+
+    from paperlib import centrality, graph, models
+    from paperlib.features import size_aware
+    from paperlib.signatures import aggregate
+
+    sig = {}
+    for width in (1, 2):
+        rows = []
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            A = graph.rolled_graph(models.build_model("lenet", 10, 1, 16, width=width)).adjacency
+            rows.append([aggregate(centrality.weighted_degree(A)), aggregate(centrality.eigenvector_centrality(A))])
+        sig[width] = np.mean(rows, axis=0)  # (2 centralities, 5 aggregators)
+
+    def rel(a, b):
+        return np.abs(a - b) / np.maximum(np.abs(a), np.abs(b))
+
+    paper = rel(sig[1], sig[2])
+    ours = rel(size_aware(sig[1]), size_aware(sig[2]))
+    assert (paper[:, :3] > 0.15).all()  # median, mean, std of degree and eigenvector: scale with the graph
+    assert (ours < 0.15).all()

@@ -283,3 +283,34 @@ def test_fig4_without_rows_says_why(synthetic_smoke):
     assert "fewer than 2 networks of a class" in fig.axes[0].texts[0].get_text()
     _check_png(paths.figures_dir("smoke") / "fig4.png")
     assert "fewer than 2 networks" in tables.describe_q2("smoke")
+
+
+def test_table2_paired_test_single_class_and_majority_row():
+    """Ours-deg against the learning curve over 2 fold seeds x 3 folds, the corrected t-test by hand."""
+    sizes = "20/10;20/10;20/10"
+    rows = _q1_rows(feature_set=["deg", "deg", "learning-curve", "learning-curve", "B_What", "B_What"],
+                    fold_seed=[0, 1, 0, 1, 0, 1], t=[2] * 6,
+                    accuracy=[0.85, 0.9, 0.7, 0.75, 0.6, 0.6],
+                    fold_accuracy=["0.9;0.8;0.85", "0.95;0.85;0.9", "0.8;0.8;0.5", "0.75;0.7;0.8",
+                                   "0.6;0.6;0.6", "0.6;0.6;0.6"],
+                    fold_sizes=[sizes] * 6, majority_accuracy=[0.6] * 6, balanced_accuracy=[0.8] * 6,
+                    single_class=[False, False, False, False, True, True], n_decided=[3] * 6)
+    t2 = tables.table2_frame(get_profile("smoke"), rows)
+    deg = t2[t2["feature_set"] == "deg"].iloc[0]
+    d = np.array([0.9 - 0.8, 0.8 - 0.8, 0.85 - 0.5, 0.95 - 0.75, 0.85 - 0.7, 0.9 - 0.8])
+    t = d.mean() / np.sqrt((1 / 6 + 10 / 20) * d.var(ddof=1))
+    from scipy import stats as st
+    assert deg["vs_learning-curve_diff"] == pytest.approx(d.mean())
+    assert deg["vs_learning-curve_p"] == pytest.approx(2 * st.t.sf(t, 5))
+    assert deg["vs_B_What_p"] < 0.05 and deg["vs_B_What_diff"] > 0
+    assert np.isnan(deg["vs_B_Wl_p"])  # no B_Wl rows
+    what = t2[t2["feature_set"] == "B_What"].iloc[0]
+    assert what["n_single_class"] == 2 and not what["best"]
+    display, bold = tables.table2_display(t2)
+    col = [c for c in display.columns if c.startswith("LeNet")][0]
+    cells = dict(zip(display["features"], display[col]))
+    assert ">What" in cells["Ours-deg"] and "[1 class 2/2]" in cells["B_What"]
+    assert (">LC" in cells["Ours-deg"]) == (deg["vs_learning-curve_p"] < 0.05)
+    assert cells["majority class (reference)"] == "0.60"
+    bolds = dict(zip(display["features"], bold[col]))
+    assert bolds["Ours-deg"] and not bolds["B_What"]

@@ -1,0 +1,40 @@
+"""Graphs of a neural network: the rolled graph (S1) and the unrolled baseline.
+
+Both graphs are read from the data flow of the network, never from the order in which
+modules are registered: the network is traced with ``torch.fx`` (in eval mode, so the graph
+does not depend on the mode) and interpreted node by node, following for every value which
+elements of which producer (the input, or a weighted layer) feed each of its elements.
+
+Modules
+-------
+``tracing``
+    tracing and input-shape guessing.
+``flow``
+    the interpreter over values and its routing classes (weighted, elementwise, data
+    movement, pooling, reduction); what it cannot follow is refused with the module's
+    qualified name and type, the operation and the construct.
+``plan``
+    :class:`GraphPlan`: the layers of an architecture, their input incidences and the edge
+    rules of the rolled graph, computed once and applied to any snapshot.
+``rolled``
+    :class:`RolledGraph` (Section 2 of the paper): one node per channel/filter/unit, edges
+    weighted by the L2 norms of kernel slices (``|w|`` for a linear layer).
+``unrolled``
+    :class:`UnrolledGraph` (Rieck et al., 2019): one node per element of every map; explicit
+    or matrix-free.
+``sizes``
+    :func:`write_size_table`.
+"""
+
+from .flow import SUPPORTED, UnsupportedGraphError
+from .plan import GraphPlan
+from .rolled import RolledGraph, rolled_graph, stack_rolled
+from .sizes import write_size_table
+from .tracing import DEFAULT_SIDES, infer_input_shape, trace
+from .unrolled import DEFAULT_MAX_BYTES, UnrolledGraph, unrolled_graph
+
+__all__ = [
+    "GraphPlan", "RolledGraph", "UnrolledGraph", "rolled_graph", "unrolled_graph", "stack_rolled", "trace",
+    "infer_input_shape", "write_size_table", "DEFAULT_MAX_BYTES", "DEFAULT_SIDES", "UnsupportedGraphError",
+    "SUPPORTED",
+]

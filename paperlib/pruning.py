@@ -1,0 +1,620 @@
+"""A simulated hyperparameter search with early stopping, on populations already trained.
+
+The paper motivates performance prediction by early stopping but never stops anything. Here
+every trained population is replayed as a hyperparameter search: the networks are tried in a
+random order, and after every epoch ``t`` of the decision window (``t_min..t_max``, the epochs
+the predictors may read) a *pruner* may stop the running network. A stopped network costs the
+epochs it trained; a network that is not stopped trains to its own end (its recorded
+``epochs_trained``: the training step's own early stopping or its maximum) and its final test
+accuracy is known to the search. Pruners (:data:`PRUNERS`):
+
+``none``      never stops: the reference for compute and for the best accuracy found.
+``graph``     :class:`~paperlib.predictor.RunPredictor` on the graph signatures ``deg`` + ``evec``:
+              stop when ``P(high) < stop_below``.
+``curve``     the same on the learning curve (test accuracy per epoch).
+``both``      the same on graph signatures and learning curve together.
+``median``    Optuna's ``MedianPruner`` logic on the learning curve: stop when the run's best
+              accuracy so far is below the median, at the same epoch, of the runs that finished
+              before it (none before ``n_startup`` runs have finished).
+``halving``   Optuna's ``SuccessiveHalvingPruner`` logic (asynchronous successive halving): at
+              rung epochs ``r, r*eta, r*eta**2, ...`` a run continues only if its accuracy is in
+              the top ``1/eta`` of the accuracies recorded at that rung by the runs before it
+              (itself included).
+
+:func:`median_decisions` and :func:`halving_decisions` follow Optuna's code step by step
+(``tests/test_pruning.py`` checks them against Optuna itself); both pruners and the predictors
+decide only inside the decision window, so they differ only in what they read.
+
+Choices stated here once:
+
+* **Cross-fitting.** A predictor never scores a network it was fitted on, nor a seed twin
+  of it: the networks are split into ``n_folds`` folds by ``StratifiedGroupKFold`` with the
+  configuration (every hyperparameter but the seed) as the group, and each fold is scored by a
+  predictor fitted on the other folds (:func:`cross_fit_proba`). The split is redrawn for every
+  fold seed; repetition ``r`` of the search uses fold seed ``r mod n_fold_seeds``.
+* **Information horizon.** At epoch ``t`` the predictor of a fold is fitted on the networks of
+  the other folds that were alive at ``t`` (training, finite weights) and scores only networks
+  alive at ``t``. The labels it learns from are those of finished training runs, which a search
+  would have from an earlier population of the same architecture.
+* **What a search is.** ``n_trials`` networks (default all) drawn in a random order; the
+  order matters for ``median`` and ``halving`` (they compare with earlier runs) and for which
+  networks a search contains.
+* **Settings.** :data:`N_FOLDS` folds and :data:`N_FOLD_SEEDS` splits for the cross-fitting,
+  the predictors' penalty :data:`C_DEFAULT`, Optuna's default ``n_startup_trials`` (5) for
+  ``median``, and ``min_resource=1``, ``reduction_factor=3`` for ``halving`` (rungs at epochs 1,
+  3, 9: the decision window of the default profile). None of them was tuned on the results.
+* **Read-outs** per search: epochs trained (compute; ``compute`` is the share of the epochs
+  of ``none``), the best final accuracy among the runs not stopped (``regret``: the best of
+  ``none`` minus it, in accuracy points; a search that stops every run counts its best as 0),
+  the share of "high" runs stopped (wrongly) and of "low" runs stopped (rightly), and whether
+  the best network of the search was stopped.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+from threadpoolctl import threadpool_limits
+
+from . import paths
+from .predictor import PREDICTOR_KINDS, RunPredictor, alive_matrix, fit_population, population_array
+from .store import atomic_write_bytes
+
+#: defaults of the study (the notebook's parameters are the number of orders, trials, stop_below, seed)
+N_FOLDS = 5  # cross-fitting folds, grouped by configuration
+N_FOLD_SEEDS = 5  # cross-fitting splits
+C_DEFAULT = 1.0  # inverse L2 penalty of the predictors
+N_STARTUP = 5  # median: Optuna's default n_startup_trials
+MIN_RESOURCE = 1  # successive halving: first rung after epoch 1
+REDUCTION_FACTOR = 3  # successive halving: keep the top third at every rung (rungs at epochs 1, 3, 9)
+PRUNERS: tuple[str, ...] = ("none", "graph", "curve", "both", "median", "halving")
+PRUNER_LABELS = {"none": "no pruning", "graph": "graph signatures", "curve": "learning curve",
+                 "both": "graph + curve", "median": "median (Optuna)", "halving": "successive halving (Optuna)"}
+SUMMARY_COLUMNS = ["dataset", "arch", "pruner", "n_networks", "n_high", "n_trials", "n_repeats", "n_folds", "t_min",
+                   "t_max", "stop_below", "compute_mean", "compute_std", "saved_pct", "regret_mean", "regret_std",
+                   "regret_p90", "no_regret_share", "high_stopped_mean", "low_stopped_mean", "best_stopped_share",
+                   "epochs_mean", "epochs_none_mean", "best_none_mean", "seconds"]
+
+
+# --------------------------------------------------------------------------- the data of a search
+@dataclass
+class SearchData:
+    """What the simulation needs of one population (arrays over networks ``i`` and epochs ``0..T``)."""
+
+    curves: np.ndarray  # (n, T+1) test accuracy (%) after each epoch
+    alive: np.ndarray  # (n, T+1) bool: training with finite weights at that epoch
+    final_acc: np.ndarray  # (n,) final test accuracy (%); NaN for diverged runs
+    labels: np.ndarray  # (n,) 1 = high
+    epochs_trained: np.ndarray  # (n,) epochs of the run when nothing stops it
+    groups: np.ndarray  # (n,) configuration id
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        for name in ("curves", "alive"):
+            a = getattr(self, name)
+            if a.ndim != 2 or a.shape[0] != n:
+                raise ValueError(f"paperlib.pruning: {name} must be (n_networks={n}, n_epochs), got {a.shape}")
+        for name in ("final_acc", "epochs_trained", "groups"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"paperlib.pruning: {name} must have {n} entries")
+
+
+def population_groups(feats: Any) -> np.ndarray:
+    """Configuration id of every network: ``feats.groups`` (every hyperparameter but the seed)."""
+    if getattr(feats, "groups", None) is not None:
+        return np.asarray(feats.groups)
+    raise AttributeError("paperlib.pruning: the population features have no 'groups' (configuration ids); "
+                         "re-run the features notebook (03_features)")
+
+
+def groups_from_runs(profile: str, keys: Sequence[str]) -> np.ndarray:
+    """Configuration ids of the runs ``keys`` from ``runs.csv``: equal when every hyperparameter
+    column but ``seed`` (and the run's key and outcomes) is equal."""
+    from .features import read_runs
+
+    runs = read_runs(profile).set_index("key")
+    cols = [c for c in ("arch", "dataset", "model", "lr", "dropout", "optimizer") if c in runs.columns]
+    if not cols:
+        raise ValueError(f"paperlib.pruning: runs.csv of {profile!r} has no hyperparameter columns to group by")
+    conf = runs.loc[list(keys), cols].astype(str).agg("|".join, axis=1)
+    return pd.factorize(conf.to_numpy())[0]
+
+
+def search_data(feats: Any) -> SearchData:
+    """:class:`SearchData` of a :class:`paperlib.features.PopulationFeatures` (needs ``learning-curve``)."""
+    curve = population_array(feats, ("learning-curve",))[:, :, 0]
+    return SearchData(curves=curve, alive=alive_matrix(feats), final_acc=np.asarray(feats.final_acc, float),
+                      labels=np.asarray(feats.labels, int), epochs_trained=np.asarray(feats.epochs_trained, int),
+                      groups=population_groups(feats))
+
+
+# --------------------------------------------------------------------------- cross-fitting
+def cross_fit_proba(A: np.ndarray, y: np.ndarray, alive: np.ndarray, groups: np.ndarray, n_folds: int, seed: int,
+                    make_predictor: Callable[[], RunPredictor], ts: Sequence[int]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold ``P(high)`` of every network at every epoch of ``ts``.
+
+    Returns ``(proba, fold)``: ``proba`` is ``(n, n_epochs)``, NaN where no decision is taken
+    (epoch outside ``ts``, network not alive); ``fold[i]`` is the fold whose predictor scored
+    network ``i``. The predictor of a fold is fitted on the networks of the other folds only, and
+    a configuration (``groups``) never spans two folds. With fewer networks of a class than folds,
+    some training folds hold one class only (scikit-learn's warning about it is silenced); their
+    predictor then gives every network that class's share (:class:`RunPredictor`), and
+    :func:`reading` says so.
+    """
+    y = np.asarray(y, int)
+    groups = np.asarray(groups)
+    n = len(y)
+    n_groups = len(np.unique(groups))
+    k = int(min(n_folds, n_groups))
+    if k < 2:
+        raise ValueError(f"paperlib.pruning: cross-fitting needs at least 2 configurations, got {n_groups}")
+    proba = np.full((n, A.shape[1]), np.nan)
+    fold = np.full(n, -1)
+    splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # fewer networks of a class than folds: stated in the docstring
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        splits = list(splitter.split(np.zeros(n), y, groups))
+    for f, (tr, te) in enumerate(splits):
+        if set(groups[tr]) & set(groups[te]):  # pragma: no cover - StratifiedGroupKFold guarantees it
+            raise AssertionError("a configuration spans two folds")
+        pred = make_predictor().fit(A[tr], y[tr], alive=alive[tr])
+        fold[te] = f
+        for t in ts:
+            if t in set(pred.ts_.tolist()):
+                p = pred.proba_high_at(A[te], t)
+                proba[te, t] = np.where(alive[te, t], p, np.nan)
+    return proba, fold
+
+
+# --------------------------------------------------------------------------- pruners
+def threshold_decisions(proba: np.ndarray, alive: np.ndarray, ts: Sequence[int], stop_below: float) -> np.ndarray:
+    """Epoch at which each network is stopped (0: never): the first ``t`` in ``ts`` where it is
+    alive and ``proba[i, t] < stop_below``."""
+    out = np.zeros(proba.shape[0], dtype=int)
+    for t in sorted(ts):
+        hit = (out == 0) & alive[:, t] & (np.nan_to_num(proba[:, t], nan=np.inf) < stop_below)
+        out[hit] = t
+    return out
+
+
+def median_decisions(curves: np.ndarray, alive: np.ndarray, order: Sequence[int], ts: Sequence[int],
+                     n_startup: int = 5) -> np.ndarray:
+    """Optuna's ``MedianPruner(n_startup_trials=n_startup, n_warmup_steps=min(ts), interval_steps=1)``
+    on a sequential search in ``order``, checked at the epochs ``ts`` only; maximising.
+
+    A run is stopped at ``t`` when at least ``n_startup`` runs have completed (not stopped) before
+    it, some of them have a value at ``t``, and its best accuracy over epochs ``1..t`` is below the
+    median of theirs at ``t`` (``numpy.nanpercentile`` 50, as Optuna).
+    """
+    ts = sorted(ts)
+    out = np.zeros(curves.shape[0], dtype=int)
+    completed: list[int] = []
+    for i in order:
+        if len(completed) >= n_startup:
+            done = np.array(completed)
+            for t in ts:
+                if not alive[i, t]:
+                    break
+                best = np.nanmax(curves[i, 1:t + 1])
+                if np.isnan(best):
+                    out[i] = t
+                    break
+                vals = curves[done, t][alive[done, t]]
+                if len(vals) == 0:
+                    continue
+                if best < float(np.nanpercentile(vals, 50)):
+                    out[i] = t
+                    break
+        if out[i] == 0:
+            completed.append(int(i))
+    return out
+
+
+def halving_decisions(curves: np.ndarray, alive: np.ndarray, order: Sequence[int], ts: Sequence[int],
+                      min_resource: int = 1, reduction_factor: int = 3) -> np.ndarray:
+    """Optuna's ``SuccessiveHalvingPruner(min_resource, reduction_factor, min_early_stopping_rate=0,
+    bootstrap_count=0)`` on a sequential search in ``order``, checked at the epochs ``ts`` only.
+
+    At a rung epoch ``min_resource * reduction_factor**rung`` a run records its accuracy for the
+    rung; it is promoted when that accuracy is at least the ``k``-th largest of the accuracies
+    recorded at the rung so far (its own included), ``k = max(len // reduction_factor, 1)``; else it
+    is stopped. Runs record rungs whether they are stopped later or not (as Optuna).
+    """
+    if min_resource < 1 or reduction_factor < 2:
+        raise ValueError(f"paperlib.pruning: need min_resource >= 1 and reduction_factor >= 2, got "
+                         f"{min_resource}, {reduction_factor}")
+    ts = sorted(ts)
+    out = np.zeros(curves.shape[0], dtype=int)
+    recorded: dict[int, list[float]] = {}
+    for i in order:
+        rung = 0
+        for t in ts:
+            if not alive[i, t]:
+                break
+            value = float(curves[i, t])
+            stop = False
+            while t >= min_resource * reduction_factor ** rung:
+                if np.isnan(value):
+                    stop = True
+                    break
+                competing = recorded.setdefault(rung, [])
+                competing.append(value)
+                idx = max(len(competing) // reduction_factor - 1, 0)
+                if value < sorted(competing)[-(idx + 1)]:
+                    stop = True
+                    break
+                rung += 1
+            if stop:
+                out[i] = t
+                break
+    return out
+
+
+# --------------------------------------------------------------------------- one search
+def search_outcome(stopped_at: np.ndarray, trials: np.ndarray, data: SearchData) -> dict[str, float]:
+    """Read-outs of one search over the networks ``trials`` with stopping epochs ``stopped_at`` (0: never)."""
+    trials = np.asarray(trials, int)
+    s = np.asarray(stopped_at, int)[trials]
+    stopped = s > 0
+    natural = data.epochs_trained[trials]
+    cost = np.where(stopped, np.minimum(s, natural), natural)
+    acc = np.nan_to_num(data.final_acc[trials], nan=0.0)
+    best_none = float(acc.max()) if len(acc) else float("nan")
+    kept = acc[~stopped]
+    best = float(kept.max()) if len(kept) else 0.0
+    y = data.labels[trials]
+    best_idx = int(np.argmax(acc))
+    return {
+        "epochs": float(cost.sum()), "epochs_none": float(natural.sum()),
+        "compute": float(cost.sum() / max(natural.sum(), 1)),
+        "best": best, "best_none": best_none, "regret": best_none - best,
+        "high_stopped": float(stopped[y == 1].mean()) if (y == 1).any() else float("nan"),
+        "low_stopped": float(stopped[y == 0].mean()) if (y == 0).any() else float("nan"),
+        "best_stopped": float(stopped[best_idx]),
+    }
+
+
+def decisions(pruner: str, data: SearchData, order: np.ndarray, ts: Sequence[int], proba: np.ndarray | None = None,
+              stop_below: float = 0.5, n_startup: int = 5, min_resource: int = 1,
+              reduction_factor: int = 3) -> np.ndarray:
+    """Stopping epoch of every network (0: never) under ``pruner`` for the search ``order``."""
+    if pruner == "none":
+        return np.zeros(len(data.labels), dtype=int)
+    if pruner in PREDICTOR_KINDS:
+        if proba is None:
+            raise ValueError(f"paperlib.pruning: pruner {pruner!r} needs cross-fitted probabilities")
+        return threshold_decisions(proba, data.alive, ts, stop_below)
+    if pruner == "median":
+        return median_decisions(data.curves, data.alive, order, ts, n_startup)
+    if pruner == "halving":
+        return halving_decisions(data.curves, data.alive, order, ts, min_resource, reduction_factor)
+    raise KeyError(f"paperlib.pruning: unknown pruner {pruner!r}; choose one of {PRUNERS}")
+
+
+def simulate(data: SearchData, ts: Sequence[int], probas: dict[str, list[np.ndarray]], n_repeats: int,
+             n_trials: int = 0, seed: int = 0, pruners: Sequence[str] = PRUNERS, stop_below: float = 0.5,
+             n_startup: int = 5, min_resource: int = 1, reduction_factor: int = 3) -> pd.DataFrame:
+    """Repeat the search ``n_repeats`` times in random orders; one row per (repeat, pruner).
+
+    ``probas[kind]`` is a list of cross-fitted probability arrays, one per fold seed; repetition
+    ``r`` uses entry ``r mod len``. ``n_trials`` networks per search (0: all of them).
+    """
+    n = len(data.labels)
+    m = n if n_trials <= 0 else min(int(n_trials), n)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r in range(n_repeats):
+        order = rng.permutation(n)[:m]
+        for pruner in pruners:
+            proba = probas[pruner][r % len(probas[pruner])] if pruner in PREDICTOR_KINDS else None
+            stop = decisions(pruner, data, order, ts, proba, stop_below, n_startup, min_resource, reduction_factor)
+            rows.append({"repeat": r, "pruner": pruner, **search_outcome(stop, order, data)})
+    return pd.DataFrame(rows)
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and spread over repetitions, one row per pruner."""
+    g = runs.groupby("pruner", sort=False)
+    out = pd.DataFrame({
+        "compute_mean": g["compute"].mean(), "compute_std": g["compute"].std(ddof=0),
+        "regret_mean": g["regret"].mean(), "regret_std": g["regret"].std(ddof=0),
+        "regret_p90": g["regret"].quantile(0.9),
+        "no_regret_share": g["regret"].apply(lambda s: float((s <= 1e-9).mean())),
+        "high_stopped_mean": g["high_stopped"].mean(), "low_stopped_mean": g["low_stopped"].mean(),
+        "best_stopped_share": g["best_stopped"].mean(),
+        "epochs_mean": g["epochs"].mean(), "epochs_none_mean": g["epochs_none"].mean(),
+        "best_none_mean": g["best_none"].mean(),
+    }).reset_index()
+    out["saved_pct"] = 100.0 * (1.0 - out["compute_mean"])
+    return out
+
+
+# --------------------------------------------------------------------------- a profile
+def _profile(profile: Any):
+    if not isinstance(profile, str):
+        return profile
+    from . import profiles
+
+    if hasattr(profiles, "effective_profile"):
+        return profiles.effective_profile(profile)
+    return profiles.get_profile(profile)
+
+
+def decision_window(feats: Any, pop: Any, t_min: int = 1) -> list[int]:
+    """Epochs ``t_min..t_max`` at which pruners decide: up to the population's ``t_max`` and the cached epochs."""
+    n_epochs = next(iter(feats.arrays.values())).shape[1]
+    t_max = min(int(pop.t_max), n_epochs - 1)
+    return list(range(int(t_min), t_max + 1))
+
+
+def run_population(feats: Any, pop: Any, n_repeats: int = 200, n_trials: int = 0, n_folds: int = N_FOLDS,
+                   n_fold_seeds: int = N_FOLD_SEEDS, stop_below: float = 0.5, t_min: int = 1, C: float = C_DEFAULT,
+                   n_startup: int = N_STARTUP, min_resource: int = MIN_RESOURCE,
+                   reduction_factor: int = REDUCTION_FACTOR, seed: int = 0) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Simulated searches on one population; returns the summary rows and the skipped pruners (why).
+
+    Runs with one BLAS thread: the fits are tiny, and threads only add contention (16x slower on 2
+    busy cores).
+    """
+    with threadpool_limits(1):
+        return _run_population(feats, pop, n_repeats, n_trials, n_folds, n_fold_seeds, stop_below, t_min, C,
+                               n_startup, min_resource, reduction_factor, seed)
+
+
+def _run_population(feats, pop, n_repeats, n_trials, n_folds, n_fold_seeds, stop_below, t_min, C, n_startup,
+                    min_resource, reduction_factor, seed) -> tuple[pd.DataFrame, dict[str, str]]:
+    t0 = time.perf_counter()
+    data = search_data(feats)
+    ts = decision_window(feats, pop, t_min)
+    if not ts:
+        raise ValueError(f"paperlib.pruning: {pop.arch}: no epoch to decide at (t_min={t_min}, t_max={pop.t_max})")
+    probas: dict[str, list[np.ndarray]] = {}
+    skipped: dict[str, str] = {}
+    for kind, names in PREDICTOR_KINDS.items():
+        absent = [nm for nm in names if nm not in feats.arrays]
+        if absent:
+            skipped[kind] = f"feature set(s) {absent} not available"
+            continue
+        A = population_array(feats, names)
+        widths = tuple(int(feats.arrays[nm].shape[2]) for nm in names)
+
+        def make(names=names, widths=widths) -> RunPredictor:
+            return RunPredictor(feature_sets=names, widths=widths, t_min=ts[0], t_max=ts[-1], C=C,
+                                threshold=float(feats.threshold))
+
+        probas[kind] = [cross_fit_proba(A, data.labels, data.alive, data.groups, n_folds, s, make, ts)[0]
+                        for s in range(n_fold_seeds)]
+    pruners = [p for p in PRUNERS if p not in skipped]
+    runs = simulate(data, ts, probas, n_repeats, n_trials, seed, pruners, stop_below, n_startup,
+                    min_resource, reduction_factor)
+    summary = summarise(runs)
+    n = len(data.labels)
+    summary.insert(0, "dataset", feats.dataset)
+    summary.insert(1, "arch", feats.arch)
+    summary = summary.assign(n_networks=n, n_high=int(data.labels.sum()),
+                             n_trials=n if n_trials <= 0 else min(n_trials, n), n_repeats=n_repeats, n_folds=n_folds,
+                             t_min=ts[0], t_max=ts[-1], stop_below=stop_below,
+                             seconds=time.perf_counter() - t0)
+    return summary[SUMMARY_COLUMNS], skipped
+
+
+def predictor_path(profile: str, arch: str, kind: str):
+    """``results/<profile>/predictors/<arch>.<kind>`` (``.json`` + ``.npz``)."""
+    if kind not in PREDICTOR_KINDS:
+        raise KeyError(f"paperlib.pruning: unknown predictor kind {kind!r}; choose one of {sorted(PREDICTOR_KINDS)}")
+    return paths.results_dir(profile) / "predictors" / f"{paths.safe_name(arch)}.{kind}"
+
+
+def check_settings(n_repeats: int, n_trials: int, n_folds: int, n_fold_seeds: int, stop_below: float, t_min: int,
+                   C: float, n_startup: int, min_resource: int, reduction_factor: int, seed: int) -> None:
+    """ValueError naming every setting out of range."""
+    bad = [f"{name}={value!r} must be {rule}" for name, value, ok, rule in (
+        ("n_repeats", n_repeats, n_repeats >= 1, ">= 1"), ("n_trials", n_trials, n_trials >= 0, ">= 0 (0: all)"),
+        ("n_folds", n_folds, n_folds >= 2, ">= 2"), ("n_fold_seeds", n_fold_seeds, n_fold_seeds >= 1, ">= 1"),
+        ("stop_below", stop_below, 0.0 <= stop_below <= 1.0, "a probability in [0, 1]"),
+        ("t_min", t_min, t_min >= 1, ">= 1"), ("C", C, C > 0, "> 0"), ("n_startup", n_startup, n_startup >= 0, ">= 0"),
+        ("min_resource", min_resource, min_resource >= 1, ">= 1"),
+        ("reduction_factor", reduction_factor, reduction_factor >= 2, ">= 2"), ("seed", seed, seed >= 0, ">= 0"))
+        if not ok]
+    if bad:
+        raise ValueError("paperlib.pruning: " + "; ".join(bad))
+
+
+def run_early_stopping(profile: Any, n_repeats: int = 200, n_trials: int = 0, n_folds: int = N_FOLDS,
+                       n_fold_seeds: int = N_FOLD_SEEDS, stop_below: float = 0.5, t_min: int = 1, C: float = C_DEFAULT,
+                       n_startup: int = N_STARTUP, min_resource: int = MIN_RESOURCE,
+                       reduction_factor: int = REDUCTION_FACTOR, seed: int = 0) -> pd.DataFrame:
+    """The early-stopping study on every population of ``profile``; writes its files.
+
+    Writes ``results/<profile>/early_stopping.csv`` (columns :data:`SUMMARY_COLUMNS`), the
+    Markdown table ``early_stopping.md``, the ``early_stopping`` section of ``metrics.json``, and
+    for every population and predictor kind a predictor fitted on all its networks,
+    ``results/<profile>/predictors/<arch>.<kind>.json|.npz`` (for :mod:`paperlib.hooks`). Nothing
+    is written when a population's features are missing (FileNotFoundError names the step).
+    """
+    from .features import load_population
+    from .metrics import update_metrics
+
+    check_settings(n_repeats, n_trials, n_folds, n_fold_seeds, stop_below, t_min, C, n_startup, min_resource,
+                   reduction_factor, seed)
+    P = _profile(profile)
+    loaded = [(pop, load_population(P, pop.arch)) for pop in P.populations]  # fails before any write
+    for _, feats in loaded:
+        if getattr(feats, "groups", None) is None:
+            feats.groups = groups_from_runs(P.name, feats.keys)
+    from tqdm.auto import tqdm
+
+    from .train import quiet
+
+    frames, skipped, fitted = [], {}, []
+    for pop, feats in tqdm(loaded, desc="early stopping", disable=quiet()):
+        summary, why = run_population(feats, pop, n_repeats, n_trials, n_folds, n_fold_seeds, stop_below, t_min,
+                                      C, n_startup, min_resource, reduction_factor, seed)
+        frames.append(summary)
+        skipped.update({f"{pop.arch}/{k}": v for k, v in why.items()})
+        ts = decision_window(feats, pop, t_min)
+        side = P.image_size.get(pop.dataset) if hasattr(P, "image_size") else None
+        from .data import DATASETS
+
+        shape = (int(DATASETS[pop.dataset].in_channels), int(side), int(side)) if side else None
+        for kind in PREDICTOR_KINDS:
+            if kind not in why:
+                with threadpool_limits(1):
+                    fitted.append((pop.arch, kind, fit_population(feats, kind, t_max=ts[-1], t_min=ts[0], C=C,
+                                                                  input_shape=shape)))
+    df = pd.concat(frames, ignore_index=True)
+    out = paths.ensure(paths.results_dir(P.name))
+    atomic_write_bytes(out / "early_stopping.csv",
+                       df.to_csv(index=False, float_format="%.6g", lineterminator="\n").encode())
+    atomic_write_bytes(out / "early_stopping.md", early_stopping_markdown(df).encode())
+    for arch, kind, pred in fitted:
+        pred.save(predictor_path(P.name, arch, kind))
+    update_metrics(P.name, "early_stopping", headline(df) | {"skipped": skipped, "parameters": {
+        "n_repeats": n_repeats, "n_trials": n_trials, "n_folds": n_folds, "n_fold_seeds": n_fold_seeds,
+        "stop_below": stop_below, "t_min": t_min, "C": C, "n_startup": n_startup, "min_resource": min_resource,
+        "reduction_factor": reduction_factor, "seed": seed}})
+    return df
+
+
+def read_early_stopping(profile: Any) -> pd.DataFrame:
+    """``results/<profile>/early_stopping.csv``; missing: says which notebook writes it."""
+    name = profile if isinstance(profile, str) else profile.name
+    path = paths.results_dir(name) / "early_stopping.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; run notebook 07_early_stopping first")
+    df = pd.read_csv(path)
+    missing = set(SUMMARY_COLUMNS) - set(df.columns)
+    if missing:
+        raise ValueError(f"{path}: columns {sorted(missing)} missing; re-run notebook 07_early_stopping")
+    return df
+
+
+# --------------------------------------------------------------------------- table, reading, figure
+def early_stopping_display(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per population and pruner, formatted."""
+    rows = []
+    for r in df.itertuples(index=False):
+        rows.append({
+            "population": f"{r.arch} ({r.n_high}/{r.n_networks} high)",
+            "pruner": PRUNER_LABELS.get(r.pruner, r.pruner),
+            "compute saved": f"{r.saved_pct:.0f}%",
+            "regret (points)": f"{r.regret_mean:.1f} ± {r.regret_std:.1f}",
+            "searches without regret": f"{100 * r.no_regret_share:.0f}%",
+            "high runs stopped": f"{100 * r.high_stopped_mean:.0f}%",
+            "low runs stopped": f"{100 * r.low_stopped_mean:.0f}%",
+        })
+    return pd.DataFrame(rows)
+
+
+def early_stopping_markdown(df: pd.DataFrame) -> str:
+    """The Markdown table with its caption and notes."""
+    first = df.iloc[0]
+    caption = (f"**Early stopping in a simulated search** ({int(first.n_repeats)} random orders of "
+               f"{int(first.n_trials)} networks per population; decisions after epochs "
+               f"{int(first.t_min)}..{int(first.t_max)}; predictors stop when P(high) < {first.stop_below:g}, "
+               "cross-fitted by configuration).")
+    notes = ["compute saved: epochs not trained, against no pruning; regret: best final accuracy without "
+             "pruning minus the best among the runs not stopped (mean ± sd over searches).",
+             "high runs stopped: share of the runs that would have ended above the threshold and were stopped."]
+    table = early_stopping_display(df).to_markdown(index=False, disable_numparse=True)
+    return f"{caption}\n\n{table}\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def headline(df: pd.DataFrame) -> dict[str, Any]:
+    """Per population and pruner: compute saved (%), mean regret, high runs stopped."""
+    out: dict[str, Any] = {}
+    for r in df.itertuples(index=False):
+        out.setdefault(r.arch, {})[r.pruner] = {"saved_pct": round(float(r.saved_pct), 1),
+                                                "regret": round(float(r.regret_mean), 2),
+                                                "high_stopped": round(float(r.high_stopped_mean), 3)}
+    return {"per_arch": out}
+
+
+def reading(df: pd.DataFrame, tolerance: float = 1.0) -> str:
+    """A plain reading: per population, which pruner saves most compute at a mean regret within
+    ``tolerance`` accuracy points, and how the predictors compare with the learning-curve pruners."""
+    lines = []
+    for arch, g in df.groupby("arch", sort=False):
+        g = g.set_index("pruner")
+        ok = g[(g.index != "none") & (g["regret_mean"] <= tolerance)]
+        if len(ok):
+            best = ok["saved_pct"].idxmax()
+            lines.append(f"- {arch}: within {tolerance:g} point(s) of mean regret, {PRUNER_LABELS[best]} saves the "
+                         f"most compute ({ok.loc[best, 'saved_pct']:.0f}% of the epochs, mean regret "
+                         f"{ok.loc[best, 'regret_mean']:.2f}, {100 * ok.loc[best, 'high_stopped_mean']:.0f}% of the "
+                         "high runs stopped).")
+        else:
+            lines.append(f"- {arch}: every pruner loses more than {tolerance:g} point(s) of best accuracy on average.")
+        n_high, n = int(g["n_high"].iloc[0]), int(g["n_networks"].iloc[0])
+        k = int(g["n_folds"].iloc[0])
+        if min(n_high, n - n_high) < k:
+            lines.append(f"  Only {n_high} high and {n - n_high} low networks: fewer than the {k} cross-fitting "
+                         "folds, so some predictors were fitted on one class and stop all or none; this "
+                         "population cannot show what a predictor can do.")
+        if {"graph", "curve"} <= set(g.index):
+            gr, cu = g.loc["graph"], g.loc["curve"]
+            lines.append(f"  graph signatures: {gr.saved_pct:.0f}% saved, regret {gr.regret_mean:.2f}; learning curve: "
+                         f"{cu.saved_pct:.0f}% saved, regret {cu.regret_mean:.2f}.")
+    return "\n".join(lines)
+
+
+def fig_early_stopping(profile: Any):
+    """Compute saved against regret, one panel per population, one point per pruner (± sd)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from .figures import PANEL_HEIGHT, STYLE, WIDTH
+
+    df = read_early_stopping(profile)
+    name = profile if isinstance(profile, str) else profile.name
+    archs = list(dict.fromkeys(df["arch"]))
+    ncol = min(3, len(archs))
+    nrow = -(-len(archs) // ncol)
+    colors = dict(zip(PRUNERS, sns.color_palette("colorblind", len(PRUNERS))))
+    markers = dict(zip(PRUNERS, ("o", "s", "^", "D", "v", "P")))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 1.15 * PANEL_HEIGHT * nrow), squeeze=False,
+                                 constrained_layout=True)
+        for ax, arch in zip(axes.flat, archs):
+            g = df[df["arch"] == arch]
+            for r in g.itertuples(index=False):
+                # ± sd, clipped to the possible range (regret >= 0, saved <= 100%)
+                xerr = [[min(r.regret_std, r.regret_mean)], [r.regret_std]]
+                yerr = [[100 * r.compute_std], [min(100 * r.compute_std, 100 - r.saved_pct)]]
+                ax.errorbar(r.regret_mean, r.saved_pct, xerr=xerr, yerr=yerr,
+                            fmt=markers[r.pruner], color=colors[r.pruner], ms=5, capsize=2, lw=0.8,
+                            label=PRUNER_LABELS[r.pruner])
+            first = g.iloc[0]
+            ax.set_title(f"{arch} ({int(first.n_high)}/{int(first.n_networks)} high)")
+            ax.set_xlabel("regret (accuracy points)")
+            ax.set_ylabel("compute saved (%)")
+            ax.set_ylim(-5, 100)
+            ax.set_xlim(left=-0.5)
+        for ax in list(axes.flat)[len(archs):]:
+            ax.axis("off")
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        by_label = dict(zip(labels, handles))
+        fig.legend(by_label.values(), by_label.keys(), loc="outside lower center", ncol=3, frameon=False)
+        fig.suptitle(f"Early stopping in a simulated search ({name}): compute saved against regret")
+    return fig
+
+
+def write_fig_early_stopping(profile: Any):
+    """Write ``figures/<profile>/fig_early_stopping.png`` and ``.pdf``; return the paths."""
+    from .figures import save_figure
+
+    name = profile if isinstance(profile, str) else profile.name
+    return save_figure(fig_early_stopping(profile), name, "fig_early_stopping")
+
+
+__all__ = ["PRUNERS", "SearchData", "cross_fit_proba", "decisions", "fig_early_stopping", "halving_decisions",
+           "median_decisions", "reading", "read_early_stopping", "run_early_stopping", "run_population",
+           "search_data", "search_outcome", "simulate", "summarise", "threshold_decisions",
+           "write_fig_early_stopping"]

@@ -1,0 +1,151 @@
+"""Plain-words readings of Q1 and Q2, computed from the result files (nothing typed by hand).
+
+Each reading states a claim, then says whether it holds in this run, per architecture and
+classifier, using only what the result files support:
+
+* a difference counts only when the corrected resampled t-test of Table 2 says it is
+  significant (p < 0.05, :mod:`paperlib.stats`);
+* a cell where some fold seed predicted a single class is not read as a result;
+* an accuracy counts as "above chance" only when it exceeds the majority-class rate by more
+  than its spread over seeds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .profiles import Profile
+from .tables import (CLASSIFIER_LABELS, FEATURE_LABELS, as_fraction, as_profile, parse_bool, read_result,
+                     skipped_reasons)
+
+ALPHA = 0.05
+WEIGHTS = ("B_Wl", "B_What", "B_Wprime")
+
+
+def _verdict(n_yes: int, n: int) -> str:
+    if n == 0:
+        return "cannot be judged (no cell)"
+    if n_yes == n:
+        return f"holds in all {n}"
+    if n_yes == 0:
+        return f"does not hold in any of the {n}"
+    return f"holds in {n_yes} of {n}"
+
+
+def _sig(r: pd.Series, b: str) -> int:
+    """+1 / -1 / 0: significantly above / below / not different from baseline ``b``."""
+    p, d = r.get(f"vs_{b}_p", np.nan), r.get(f"vs_{b}_diff", np.nan)
+    if p is None or not np.isfinite(p) or p >= ALPHA:
+        return 0
+    return 1 if d > 0 else -1
+
+
+def q1_reading(profile: Profile | str) -> str:
+    """What holds and what does not in Table 2 of this run, in plain words (from ``table2.csv``)."""
+    p = as_profile(profile)
+    t2 = read_result(p, "table2.csv")
+    if "vs_learning-curve_p" not in t2.columns:
+        return "table2.csv has no paired tests (written by an older version); re-run 04_q1."
+    lines = []
+    cells = t2.groupby(["dataset", "arch", "classifier"], sort=False)
+    n_cells = cells.ngroups
+    const = t2[t2["n_single_class"].fillna(0) > 0]
+    lines.append(f"Table 2 of profile '{p.name}': {n_cells} columns x classifiers. Significance: corrected resampled "
+                 f"t-test over fold seeds x folds, p < {ALPHA}.")
+    if len(const):
+        lines.append(f"Single-class predictors (not results): {len(const)} cell(s): "
+                     + ", ".join(f"{r['arch']}/{CLASSIFIER_LABELS.get(r['classifier'], r['classifier'])}/"
+                                 f"{FEATURE_LABELS.get(r['feature_set'], r['feature_set'])}"
+                                 for _, r in const.iterrows()) + ".")
+    else:
+        lines.append("No cell of Table 2 comes from a single-class predictor.")
+    lines.append("")
+    beats_weights, beats_curve, loses_curve, adds, comb_n, above_chance = 0, 0, 0, 0, 0, 0
+    per = []
+    for (dataset, arch, clf), at in cells:
+        at = at.set_index("feature_set")
+        ours = [f for f in ("deg", "evec") if f in at.index]
+        if not ours:
+            continue
+        # Ours beats every weight baseline significantly (with either signature)
+        bw = any(all(_sig(at.loc[o], b) > 0 for b in WEIGHTS if f"vs_{b}_p" in at.columns
+                     and np.isfinite(at.loc[o].get(f"vs_{b}_p", np.nan))) and
+                 any(np.isfinite(at.loc[o].get(f"vs_{b}_p", np.nan)) for b in WEIGHTS) for o in ours)
+        bc = any(_sig(at.loc[o], "learning-curve") > 0 for o in ours)
+        lc = all(_sig(at.loc[o], "learning-curve") < 0 for o in ours)
+        combos = [c for c in ("learning-curve+deg", "learning-curve+evec") if c in at.index]
+        add = any(_sig(at.loc[c], "learning-curve") > 0 for c in combos)
+        best = max(ours, key=lambda o: at.loc[o, "accuracy_mean"])
+        r = at.loc[best]
+        chance = (r["accuracy_mean"] - r["accuracy_std"] > r.get("majority_accuracy", np.nan)) and \
+            not r.get("n_single_class", 0)
+        beats_weights += bw
+        beats_curve += bc
+        loses_curve += lc
+        comb_n += bool(combos)
+        adds += add
+        above_chance += bool(chance)
+        per.append(f"  {arch:>10s} {CLASSIFIER_LABELS.get(clf, clf)}: best of Ours {r['accuracy_mean']:.2f} "
+                   f"(majority {r.get('majority_accuracy', np.nan):.2f}); vs all weight baselines: "
+                   f"{'significantly above' if bw else 'not significantly above'}; vs learning curve: "
+                   + {1: "significantly above", -1: "significantly below", 0: "no significant difference"}[
+                       max((_sig(at.loc[o], 'learning-curve') for o in ours), key=abs, default=0)]
+                   + ("; graph added to the learning curve: " + ("yes" if add else "no") if combos else ""))
+    n = len(per)
+    lines += [
+        f"Ours above chance (accuracy minus its spread above the majority rate, no single class): "
+        f"{_verdict(above_chance, n)}.",
+        f"The paper's claim 'graph signatures beat the graph-agnostic weight baselines' "
+        f"{_verdict(beats_weights, n)} (significantly above every weight baseline).",
+        f"'Ours beats the learning curve' (a baseline the paper left out) {_verdict(beats_curve, n)}; "
+        f"the learning curve is significantly better than both of ours in {loses_curve} of {n}.",
+        f"'The graph carries information the learning curve does not' (learning curve + Ours significantly "
+        f"above the learning curve alone) {_verdict(adds, comb_n)}.",
+        "",
+        *per,
+    ]
+    return "\n".join(lines)
+
+
+def q2_reading(profile: Profile | str) -> str:
+    """What holds and what does not in Q2 of this run (last t of each transfer), from ``q2.csv``."""
+    p = as_profile(profile)
+    q2 = read_result(p, "q2.csv")
+    if len(q2) == 0:
+        reasons = skipped_reasons(p, "q2")
+        return "No transfer could be evaluated: " + ("; ".join(f"{a}: {r}" for a, r in reasons.items())
+                                                     or "q2.csv is empty") + "."
+    q2["accuracy"] = as_fraction(q2["accuracy"])
+    q2["single_class"] = parse_bool(q2["single_class"]) if "single_class" in q2 else False
+    lines = [f"Q2 of profile '{p.name}', at the last t of each transfer, plain mode, mean ± std over seeds. "
+             "'Above chance' = mean minus std above the test population's majority rate, no single-class seed."]
+    verdicts = {"paper": [0, 0], "size-aware": [0, 0]}
+    for name in [t.name for t in p.transfers if (q2["transfer"] == t.name).any()]:
+        sub = q2[(q2["transfer"] == name) & (q2["mode"] == "plain")]
+        t_last = int(sub["t"].max())
+        at = sub[sub["t"] == t_last]
+        maj = float(at["majority_accuracy"].mean()) if "majority_accuracy" in at else float("nan")
+        lines.append(f"\n{name}: {at['train_archs'].iloc[0]} -> {at['test_arch'].iloc[0]}, t={t_last}, "
+                     f"majority rate {maj:.2f}")
+        for fs in ("deg", "evec", "deg-sa", "evec-sa", "learning-curve"):
+            for clf in p.classifiers:
+                g = at[(at["feature_set"] == fs) & (at["classifier"] == clf)]
+                if not len(g):
+                    continue
+                m, s = g["accuracy"].mean(), g["accuracy"].std(ddof=1) if len(g) > 1 else 0.0
+                n_const = int(g["single_class"].sum())
+                ok = (m - s > maj) and n_const == 0
+                kind = "size-aware" if fs.endswith("-sa") else ("paper" if fs in ("deg", "evec") else None)
+                if kind:
+                    verdicts[kind][0] += ok
+                    verdicts[kind][1] += 1
+                lines.append(f"  {FEATURE_LABELS.get(fs, fs):<38s} {CLASSIFIER_LABELS.get(clf, clf)} {m:.2f} ± {s:.2f}"
+                             + (f", balanced {g['balanced_accuracy'].mean():.2f}" if "balanced_accuracy" in g else "")
+                             + (f" [single class in {n_const}/{len(g)} seeds: not a result]" if n_const else "")
+                             + (" above chance" if ok else " not above chance"))
+    lines += ["",
+              f"The paper's claim that its signatures transfer to unseen architectures "
+              f"{_verdict(*verdicts['paper'])} (transfer x signature x classifier above chance).",
+              f"Our size-aware signatures (our addition) are above chance: {_verdict(*verdicts['size-aware'])}."]
+    return "\n".join(lines)

@@ -1,0 +1,177 @@
+"""The ``paper`` profile is never dead code: its own architectures (at full width) and grids run on
+CIFAR-10 and Tiny-ImageNet files written here in the datasets' on-disk formats (the
+``cifar-10-batches-py`` pickles; the ``tiny-imagenet-200`` folders of JPEGs), through training
+and then the pipeline's steps 02-06, with only the sizes shrunk: images per split (and the batch
+with them), networks per population (spread over the paper grid), epochs, ``t_max`` and the
+burn-in.
+
+The images are learnable on purpose (each class is a smooth colour pattern plus noise), so that a
+population spans chance to high accuracy as a real one does and the high/low task of 04-06 has
+both classes.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import make_root, pipeline_env
+from PIL import Image
+
+from paperlib.profiles import get_profile
+
+NETWORKS = 6  # per population, spread over the paper's 12 x 10 grid
+# Shrunk with the images: batch 16 on 512 training images gives 32 steps per epoch (the paper's
+# batch of 128 would give four), enough for the good learning rates to leave chance level.
+SHRINK = {"epochs": 2, "t_max": 1, "burn_in": 2, "train_limit": 512, "batch_size": 16, "n_folds": 2,
+          "fold_seeds": [0]}
+TINY_CLASSES = 16  # chance 6.25%, below every Tiny-ImageNet threshold of the paper profile
+
+
+def _patterns(n_classes: int, side: int, seed: int) -> np.ndarray:
+    """One smooth colour pattern per class: 4x4 random colours upsampled to ``side``."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(20, 236, size=(n_classes, 3, 4, 4)).astype(np.float32)
+    return np.repeat(np.repeat(coarse, side // 4, axis=2), side // 4, axis=3)
+
+
+def _images(patterns: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    x = patterns[labels] + rng.normal(0, 25, size=(len(labels), *patterns.shape[1:]))
+    return np.clip(x, 0, 255).astype(np.uint8)  # (N, 3, H, W)
+
+
+def write_cifar10(root: Path, per_batch: int = 110, test: int = 100) -> None:
+    """``root/cifar-10-batches-py``: five training batches and a test batch in CIFAR-10's format."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    pats = _patterns(10, 32, seed=0)
+    for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", test)]:
+        y = rng.integers(0, 10, size=n)
+        x = _images(pats, y, rng).reshape(n, 3072)  # CHW order, as the python version stores it
+        entry = {"batch_label": name, "labels": [int(v) for v in y], "data": x,
+                 "filenames": [f"{name}_{i}.png" for i in range(n)]}
+        (folder / name).write_bytes(pickle.dumps(entry))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(i) for i in range(10)],
+                                                        "num_cases_per_batch": per_batch, "num_vis": 3072}))
+
+
+def write_tiny_imagenet(root: Path, per_class: int = 33, val_per_class: int = 5) -> None:
+    """``root/tiny-imagenet-200``: ``train/<wnid>/images/*.JPEG``, ``val/images`` and its annotations."""
+    base = root / "tiny-imagenet-200"
+    rng = np.random.default_rng(2)
+    pats = _patterns(TINY_CLASSES, 64, seed=3)
+    wnids = [f"n{10_000_000 + k:08d}" for k in range(TINY_CLASSES)]
+    (base / "val" / "images").mkdir(parents=True)
+    lines = []
+    for k, wnid in enumerate(wnids):
+        folder = base / "train" / wnid / "images"
+        folder.mkdir(parents=True)
+        for i, img in enumerate(_images(pats, np.full(per_class, k), rng)):
+            Image.fromarray(img.transpose(1, 2, 0)).save(folder / f"{wnid}_{i}.JPEG", quality=95)
+        for i, img in enumerate(_images(pats, np.full(val_per_class, k), rng)):
+            name = f"val_{k}_{i}.JPEG"
+            Image.fromarray(img.transpose(1, 2, 0)).save(base / "val" / "images" / name, quality=95)
+            lines.append(f"{name}\t{wnid}\t0\t0\t63\t63")
+    (base / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    (base / "wnids.txt").write_text("\n".join(wnids) + "\n")
+
+
+_TRAIN = """
+import sys
+from paperlib import profiles, tables, train
+overrides = profiles.save_overrides("paper", {shrink!r})
+P = profiles.get_profile("paper", **overrides)
+runs = train.train_profile(P, networks={networks})
+tables.write_table1(P, runs)
+print(runs.groupby("arch")["final_acc"].agg(["min", "max"]).to_string())
+"""
+
+
+@pytest.fixture(scope="module")
+def paper_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    base = tmp_path_factory.mktemp("paper")
+    write_cifar10(base / "data")
+    write_tiny_imagenet(base / "data")
+    root = make_root(base / "root")
+    env = pipeline_env(root) | {"PAPERLIB_DATA": str(base / "data"), "PAPERLIB_VERIFY_DATA": "0",
+                                "PAPERLIB_QUIET": "1"}
+    return root, env
+
+
+def test_shrunk_paper_profile_keeps_its_architectures_and_grid():
+    from paperlib import train
+
+    paper = get_profile("paper")
+    shrunk = get_profile("paper", **{k: (tuple(v) if isinstance(v, list) else v) for k, v in SHRINK.items()})
+    assert [(p.arch, p.model, p.model_kwargs, p.dataset) for p in shrunk.populations] == \
+        [(p.arch, p.model, p.model_kwargs, p.dataset) for p in paper.populations]
+    specs = train.profile_specs(shrunk, NETWORKS)
+    for pop in paper.populations:
+        mine = [s for a, s in specs if a == pop.arch]
+        assert len(mine) == NETWORKS
+        assert {s["lr"] for s in mine} <= set(pop.grid.lrs) and {s["dropout"] for s in mine} <= set(pop.grid.dropouts)
+        assert min(s["lr"] for s in mine) == min(pop.grid.lrs) and max(s["lr"] for s in mine) == max(pop.grid.lrs)
+        assert all(s["epochs"] == 2 and s["burn_in"] == 2 and s["train_limit"] == 512 for s in mine)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("PAPERLIB_PAPER_E2E") != "1",
+                    reason="opt-in (PAPERLIB_PAPER_E2E=1): trains 54 full-width paper networks and runs 02-06 on "
+                           "them, far more than a few minutes on 2 cores")
+def test_paper_profile_end_to_end_on_generated_files(paper_root):
+    root, env = paper_root
+    t0 = time.perf_counter()
+    code = _TRAIN.format(shrink=SHRINK, networks=NETWORKS)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = pd.read_csv(root / "results" / "paper" / "runs.csv")
+    paper = get_profile("paper")
+    assert list(runs.groupby("arch", sort=False).size().index) == paper.archs
+    assert (runs.groupby("arch").size() == NETWORKS).all()
+    assert set(runs["status"]) <= {"finished", "diverged"} and set(runs["device"]) == {
+        "cuda" if torch.cuda.is_available() else "cpu"}
+    # the test images were read from the generated files: 100 CIFAR-10 test images, whole percents;
+    # and the populations are not all at chance (the generated classes are learnable)
+    cifar = runs[runs.dataset == "cifar10"]
+    assert np.allclose(cifar["final_acc"] % 1, 0)
+    assert cifar["final_acc"].max() > 40
+    train_s = time.perf_counter() - t0
+
+    steps = ["02_graph", "03_features", "04_q1", "05_q2", "06_q3"]
+    only = [a for s in steps for a in ("--only", s)]
+    proc = subprocess.run([sys.executable, "-m", "paperlib.pipeline", "--profile", "paper", "--no-progress", *only],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, f"steps 02-06 failed after training ({train_s:.0f} s):\n{proc.stderr[-6000:]}"
+    results = root / "results" / "paper"
+    for name in ["centralities.csv", "features.csv", "q1.csv", "table2.csv", "q2.csv", "q3.csv"]:
+        assert (results / name).is_file() and (results / name).stat().st_size > 0, name
+    q1 = pd.read_csv(results / "q1.csv")
+    assert set(q1["arch"]) <= set(paper.archs) and len(set(q1["arch"])) >= 1
+
+
+def test_every_paper_architecture_trains_from_the_generated_files(tmp_path, monkeypatch):
+    """The part of the end-to-end run that always runs: one network of every paper population,
+    at full width, one epoch on 16 images read from the generated CIFAR-10 and Tiny-ImageNet files."""
+    from paperlib import train
+
+    write_cifar10(tmp_path / "data", per_batch=4, test=20)
+    write_tiny_imagenet(tmp_path / "data", per_class=1, val_per_class=1)
+    monkeypatch.setenv("PAPERLIB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("PAPERLIB_VERIFY_DATA", "0")
+    shrunk = get_profile("paper", epochs=1, t_max=1, burn_in=2, train_limit=16, batch_size=16, device="cpu")
+    specs = train.profile_specs(shrunk, networks=1)
+    df = train.train_specs(tmp_path / "store", specs, workers=1)
+    assert list(df["arch"]) == get_profile("paper").archs
+    assert set(df["status"]) <= {"finished", "diverged"} and (df["epochs_trained"] == 1).all()
+    assert np.allclose(df.loc[df.dataset == "cifar10", "final_acc"] % 5, 0)  # 20 test images read
+    assert np.allclose(df.loc[df.dataset == "tiny-imagenet", "final_acc"] % (100 / TINY_CLASSES), 0)
