@@ -248,7 +248,7 @@ class TensorData:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
                               align_corners=False, antialias=True)
         if self._mean is not None:
-            x = x.sub_(self._mean).div_(self._std)
+            x = (x - self._mean) / self._std  # out of place: x may be a view of the cached test set
         return x
 
     def train_batches(self, batch_size: int, gen: torch.Generator):

@@ -167,7 +167,9 @@ def test_every_input_is_made_by_an_earlier_step():
 def test_step_07_early_stopping_is_declared():
     step = pipeline.get_step("07_early_stopping")
     assert step.outputs == ("results/{profile}/early_stopping.csv", "results/{profile}/early_stopping.md",
-                            "figures/{profile}/fig_early_stopping.png", "figures/{profile}/fig_early_stopping.pdf")
+                            "figures/{profile}/fig_early_stopping.png", "figures/{profile}/fig_early_stopping.pdf",
+                            "results/{profile}/predictors/{arch}.both.json",
+                            "results/{profile}/predictors/{arch}.both.npz")
     assert {i.path for i in step.inputs} >= {i.path for i in pipeline.get_step("04_q1").inputs}
 
 
