@@ -222,8 +222,8 @@ class RolledGraph:
 
         ``y = A x`` adds, for every group, ``B @ (sum of the producers' x)`` to the consumer
         and ``B.T @ x_consumer`` to every producer: each block is read twice per product,
-        however many producers share it (the same product as :func:`_product`, on one
-        vector or the columns of a matrix).
+        however many producers share it: :func:`_product`, the one implementation of the
+        rolled product, on one vector or the columns of a matrix.
         """
         sl = [self._slice(i) for i in range(len(self.layers))]
         groups = [(sl[c], [sl[p] for p in producers], b, b.T.tocsr() if sp.issparse(b) else b.T)
@@ -232,14 +232,8 @@ class RolledGraph:
 
         def matmat(x: np.ndarray) -> np.ndarray:
             x = np.asarray(x, dtype=np.float64)
-            y = np.zeros((n,) + x.shape[1:])
-            for rs, ps, b, bt in groups:
-                xs = x[ps[0]] if len(ps) == 1 else sum(x[p] for p in ps)
-                y[rs] += b @ xs
-                back = bt @ x[rs]
-                for p in ps:
-                    y[p] += back
-            return y
+            batch = x.reshape(n, -1).T  # one row per vector
+            return _product(groups, batch, n, lambda b, v: (b @ v.T).T).T.reshape(x.shape)
 
         return LinearOperator((n, n), matvec=matmat, rmatvec=matmat, matmat=matmat, dtype=np.float64)
 
