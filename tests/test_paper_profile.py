@@ -126,7 +126,7 @@ def test_shrunk_paper_profile_keeps_its_architectures_and_grid():
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("PAPERLIB_PAPER_E2E") != "1",
                     reason="opt-in (PAPERLIB_PAPER_E2E=1): trains 54 full-width paper networks and runs 02-06 on "
-                           "them, far more than a few minutes on 2 cores")
+                           "them, about 9 minutes on 2 idle cores")
 def test_paper_profile_end_to_end_on_generated_files(paper_root):
     root, env = paper_root
     t0 = time.perf_counter()
