@@ -29,6 +29,7 @@ One module per step of the pipeline:
 ``predictor``       the fitted early-stopping predictor (beyond the paper)
 ``hooks``           the predictor in your own training: PyTorch, Lightning, Optuna
 ``pruning``         the simulated hyperparameter search with pruners (07)
+``files``           the run table between steps, one parser per column
 ``metrics``         the headline numbers in ``metrics.json``
 ``report``          the README's results block
 ``pipeline``        the declared steps and the headless runner: ``python -m paperlib.pipeline``

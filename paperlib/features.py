@@ -86,6 +86,7 @@ import numpy as np
 import pandas as pd
 
 from . import paths
+from .files import diverged, read_runs  # noqa: F401  (read_runs: part of this module's API)
 from .profiles import Population, Profile
 from .signatures import AGGREGATORS, aggregate_rows
 from .store import Run, atomic_write_bytes, load_npz, load_tensors
@@ -309,18 +310,8 @@ def _default_centralities() -> Callable[[Run, str], dict[str, np.ndarray]]:
     return temporal.load_centralities
 
 
-def read_runs(profile: str) -> pd.DataFrame:
-    """``results/<profile>/runs.csv``, written by the training step."""
-    path = paths.results_dir(profile) / "runs.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no runs table; run the training notebook (01_train) first")
-    return pd.read_csv(path)
-
-
 def _diverged_column(df: pd.DataFrame) -> np.ndarray:
-    if "diverged" in df:
-        return df["diverged"].astype(str).str.lower().isin({"true", "1", "1.0"}).to_numpy()
-    return (df.get("status", pd.Series("finished", index=df.index)) == "diverged").to_numpy()
+    return diverged(df).to_numpy()
 
 
 def _diverged_epoch_column(df: pd.DataFrame, diverged: np.ndarray, trained: np.ndarray) -> np.ndarray:

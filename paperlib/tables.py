@@ -29,7 +29,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import paths
+from . import files, paths
+from .files import parse_bool  # noqa: F401  (re-exported: readings and tests use tables.parse_bool)
 from .metrics import update_metrics
 from .profiles import Profile, get_profile
 
@@ -148,7 +149,7 @@ def table1_frame(profile: Profile | str, runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for dataset, arch in _ordered_pops(p, zip(runs["dataset"], runs["arch"])):
         sub = runs[(runs["dataset"] == dataset) & (runs["arch"] == arch)]
-        diverged = sub["diverged"].astype(str).str.lower().isin({"true", "1"}) | (sub["status"] == "diverged")
+        diverged = files.diverged(sub)
         ok = sub[~diverged]
         try:
             threshold = p.population(arch).threshold
@@ -258,11 +259,6 @@ def aggregate_q1(q1: pd.DataFrame, by: Sequence[str] = ("dataset", "arch", "feat
         q1["single_class"] = parse_bool(q1["single_class"])
         out["n_single_class"] = q1.groupby(list(by), sort=False, dropna=False)["single_class"].sum().to_numpy()
     return out
-
-
-def parse_bool(col: pd.Series) -> pd.Series:
-    """A boolean column as written to CSV (``True``/``False``, ``1``/``0``) as booleans."""
-    return col.astype(str).str.strip().str.lower().isin({"true", "1", "1.0"})
 
 
 def paired_tests(q1: pd.DataFrame, dataset: str, arch: str, classifier: str, t: int, mode: str = "plain"

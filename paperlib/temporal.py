@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import paths
+from . import files, paths
 from .profiles import Profile
 from .store import Run, load_npz, save_npz
 
@@ -240,10 +240,7 @@ def compute_profile(profile: Profile, unrolled: bool = True, workers: int | None
     """
     from . import data
 
-    runs_csv = paths.results_dir(profile.name) / "runs.csv"
-    if not runs_csv.exists():
-        raise FileNotFoundError(f"{runs_csv}: no runs table; run notebook 01_train first")
-    runs = pd.read_csv(runs_csv)
+    runs = files.read_runs(profile.name)
     kinds = ("rolled", "unrolled") if unrolled else ("rolled",)
     root = paths.runs_dir(profile.name)
     tasks, meta = [], []

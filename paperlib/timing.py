@@ -52,7 +52,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import paths
+from . import files, paths
 from .metrics import update_metrics
 from .profiles import Population, Profile
 from .store import CorruptFileError, RunStore, atomic_write_bytes, load_tensors
@@ -77,8 +77,7 @@ Q3_COLUMNS = [
 
 
 def _is_diverged(runs: pd.DataFrame) -> pd.Series:
-    flag = runs["diverged"].astype(str).str.lower().isin({"true", "1"}) if "diverged" in runs else False
-    return flag | (runs["status"] == "diverged")
+    return files.diverged(runs)
 
 
 def training_cost(runs: pd.DataFrame) -> dict[str, float]:
