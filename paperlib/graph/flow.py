@@ -751,20 +751,18 @@ def _flat_tensors(x: Any) -> list[torch.Tensor]:
     return []
 
 
-def _rebuild(x: Any, it) -> Any:
-    if _is_tensor(x):
-        return next(it)
-    if isinstance(x, (tuple, list)):
-        return tuple(_rebuild(v, it) for v in x)
-    return None
-
-
 def _map_out(x: Any, fn) -> Any:
+    """``x`` with every tensor replaced by ``fn(tensor)`` (nested tuples and lists become tuples)."""
     if _is_tensor(x):
         return fn(x)
     if isinstance(x, (tuple, list)):
         return tuple(_map_out(v, fn) for v in x)
     return None
+
+
+def _rebuild(x: Any, it) -> Any:
+    """``x`` with its tensors replaced, in order, by the items of the iterator ``it``."""
+    return _map_out(x, lambda _: next(it))
 
 
 def _fetch(gm: torch.nn.Module, target: str) -> Any:
