@@ -31,7 +31,8 @@ import pandas as pd  # noqa: E402
 
 from paperlib import features, paths  # noqa: E402
 from paperlib.profiles import Profile, get_profile  # noqa: E402
-from paperlib.store import Run, atomic_write_json, save_tensors  # noqa: E402
+from paperlib.files import atomic_write_json
+from paperlib.store import Run, save_tensors  # noqa: E402
 
 
 def _has_real_store(profile: Profile) -> bool:

@@ -21,16 +21,17 @@ One module per step of the pipeline:
 ``evaluation``      the one evaluator of Q1 and Q2: grouped nested CV, tuned classifiers
 ``stats``           the corrected resampled t-test (Nadeau & Bengio, 2003)
 ``experiments``     Q1 / Q2 plans and result files (S4)
-``tables``          tables 1 and 2, paper numbers beside ours
-``render``          Markdown / LaTeX rendering of the tables
+``tables``          tables 1 and 2 as tidy frames, from the result files
+``published``       the paper's numbers and claims (``results/published/``) beside ours
+``render``          labels, the printed tables, Markdown / LaTeX
 ``readings``        plain-language readings computed from the result files
 ``figures``         figures, one shared style
 ``timing``          Q3 runtime measurements
 ``predictor``       the fitted early-stopping predictor (beyond the paper)
 ``hooks``           the predictor in your own training: PyTorch, Lightning, Optuna
 ``pruning``         the simulated hyperparameter search with pruners (07)
-``files``           the run table between steps, one parser per column
-``metrics``         the headline numbers in ``metrics.json``
+``files``           every file that passes between steps: atomic writes, promised columns,
+                    one parser per column; ``metrics.json``
 ``report``          the README's results block
 ``pipeline``        the declared steps and the headless runner: ``python -m paperlib.pipeline``
 ==================  ===========================================================

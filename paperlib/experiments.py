@@ -34,13 +34,12 @@ from typing import Any
 
 import pandas as pd
 
-from . import paths
+from . import files
 from .evaluation import (CLASSIFIERS, ROW_KEYS, Plan, Skip, Task, make_search, protocol as eval_protocol,  # noqa: F401
                          run_tasks, signature_step, usable_ts)
 from .features import COMBINED, SIZE_AWARE_SETS, PopulationFeatures, feature_set, load_population
-from .metrics import update_metrics
+from .files import Q1_COLUMNS, Q2_COLUMNS, SKIP_COLUMNS, update_metrics
 from .profiles import Profile
-from .store import atomic_write_bytes
 
 N_JOBS = 2
 #: per classifier, the (mode, feature set) pairs evaluated at every t; None: all of them
@@ -51,15 +50,6 @@ SWEEP: dict[str, set[tuple[str, str]] | None] = {
 }
 #: the MLP's sweep takes every other t (1, 3, 5, ...) and the last one
 MLP_SWEEP_STEP = 2
-Q1_COLUMNS = ["dataset", "arch", "feature_set", "mode", "classifier", "t", "fold_seed", "accuracy",
-              "balanced_accuracy", "majority_accuracy", "single_class", "spearman", "threshold", "n_networks",
-              "n_high", "n_decided", "n_configurations", "n_folds", "inner_folds", "params", "fold_accuracy",
-              "fold_sizes", "n_fits", "n_not_converged", "seconds"]
-Q2_COLUMNS = ["transfer", "train_archs", "test_arch", "feature_set", "mode", "classifier", "t", "seed",
-              "accuracy", "balanced_accuracy", "majority_accuracy", "single_class", "spearman", "n_train",
-              "n_high_train", "n_decided_train", "n_test", "n_high_test", "n_decided", "test_threshold", "params",
-              "n_fits", "n_not_converged", "seconds"]
-SKIP_COLUMNS = ["experiment", "dataset", "arch", "feature_set", "mode", "classifier", "t", "reason"]
 
 
 def feature_sets_for(profile: Profile, experiment: str) -> list[str]:
@@ -150,10 +140,6 @@ def plan(profile: Profile, experiment: str, full: bool = False,
     return out
 
 
-def _write_csv(path, df: pd.DataFrame) -> None:
-    atomic_write_bytes(path, df.to_csv(index=False, lineterminator="\n").encode())
-
-
 def _skipped_frame(skipped: list[Skip]) -> pd.DataFrame:
     return pd.DataFrame([s.row() for s in skipped], columns=SKIP_COLUMNS)
 
@@ -183,11 +169,10 @@ def run_q1(profile: Profile, n_jobs: int = N_JOBS, full: bool = False) -> pd.Dat
     df = pd.DataFrame(rows).rename(columns={"seed": "fold_seed"})[Q1_COLUMNS]
     df = df.sort_values(["dataset", "arch", "feature_set", "mode", "classifier", "t", "fold_seed"],
                         kind="stable").reset_index(drop=True)
-    out = paths.ensure(paths.results_dir(profile.name))
-    _write_csv(out / "q1.csv", df)
-    _write_csv(out / "q1_skipped.csv", _skipped_frame(p.skipped))
+    files.write_table(profile, "q1.csv", df)
+    skipped = files.write_table(profile, "q1_skipped.csv", _skipped_frame(p.skipped))
     if p.skipped:
-        warnings.warn(f"Q1 skipped {len(p.skipped)} combination(s); see {out / 'q1_skipped.csv'}", stacklevel=2)
+        warnings.warn(f"Q1 skipped {len(p.skipped)} combination(s); see {skipped}", stacklevel=2)
     update_metrics(profile.name, "q1", q1_headline(profile, df, time.perf_counter() - t0, len(p.skipped), full))
     return df
 
@@ -243,9 +228,8 @@ def run_q2(profile: Profile, n_jobs: int = N_JOBS, full: bool = False) -> pd.Dat
         "arch": "test_arch", "n_networks": "n_test", "n_high": "n_high_test", "threshold": "test_threshold"})
     df = df[Q2_COLUMNS].sort_values(["transfer", "feature_set", "mode", "classifier", "t", "seed"],
                                     kind="stable").reset_index(drop=True)
-    out = paths.ensure(paths.results_dir(profile.name))
-    _write_csv(out / "q2.csv", df)
-    _write_csv(out / "q2_skipped.csv", _skipped_frame(p.skipped))
+    files.write_table(profile, "q2.csv", df)
+    files.write_table(profile, "q2_skipped.csv", _skipped_frame(p.skipped))
     update_metrics(profile.name, "q2", q2_headline(df, time.perf_counter() - t0, len(p.skipped)) | {
         "protocol": protocol(profile, full)})
     return df

@@ -4,8 +4,10 @@ Every stored feature set is computed for every run of a population and every epo
 ``0..T`` (``T`` = the population's ``t_max``, or fewer where no run trained that
 long) and cached as one array of shape ``(n_runs, T + 1, k)``: ``k`` values per
 epoch, **NaN where the run has no snapshot** (it stopped or diverged before that
-epoch) or where the snapshot is not finite (the epoch it diverged). Nothing is ever
-filled in from another epoch. The experiments pick epochs ``1..t`` (graph
+epoch) or where the snapshot is not finite (the epoch it diverged), and, for the graph
+feature sets, at epoch 0 unless the profile's signatures include the initialisation (the
+graph step does not compute what no predictor reads). Nothing is ever filled in from
+another epoch. The experiments pick epochs ``1..t`` (graph
 signatures, learning curve) or epoch ``t`` alone (weight baselines) with the
 transformers of :mod:`paperlib.signatures`, and only for the networks that are
 *alive* at ``t`` (:meth:`PopulationFeatures.alive`).
@@ -76,7 +78,6 @@ Choices stated here once:
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,11 +86,11 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import paths
+from . import files, paths
 from .files import diverged, read_runs  # noqa: F401  (read_runs: part of this module's API)
 from .profiles import Population, Profile
 from .signatures import AGGREGATORS, aggregate_rows
-from .store import Run, atomic_write_bytes, load_npz, load_tensors
+from .store import Run, load_tensors
 
 WEIGHT_STATS: tuple[str, ...] = ("mean", "var", "p0", "p25", "p50", "p75", "p100")
 SIZE_AWARE: tuple[str, ...] = ("median/mean", "std/mean", "skew", "kurtosis")
@@ -296,12 +297,8 @@ def configuration_groups(df: pd.DataFrame) -> np.ndarray:
     cols = [c for c in CONFIG_COLUMNS if c in df.columns]
     if not cols:
         raise ValueError(f"runs.csv has none of the configuration columns {CONFIG_COLUMNS}; cannot group seeds")
-    key = df[cols].astype(str).agg("|".join, axis=1)
+    key = df[cols].astype(object).where(df[cols].notna(), "").astype(str).agg("|".join, axis=1)  # empty: ""
     return pd.factorize(key)[0].astype(int)
-
-
-def features_path(profile: str, arch: str) -> Path:
-    return paths.features_dir(profile) / f"{paths.safe_name(arch)}.npz"
 
 
 def _default_centralities() -> Callable[[Run, str], dict[str, np.ndarray]]:
@@ -460,41 +457,25 @@ def compute_population(
 
 
 def save_population(path: Path, feats: PopulationFeatures) -> None:
-    """Write the features of one population as a compressed ``.npz`` (atomically)."""
-    arrays = {}
-    for k, v in feats.arrays.items():
-        v32 = v.astype(np.float32)  # lossless for raw float32 weights (B_Wl): half the size on disk
-        arrays[f"fs:{k}"] = v32 if np.array_equal(v32.astype(np.float64), v, equal_nan=True) else v
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf, keys=feats.keys.astype(str), final_acc=feats.final_acc, diverged=feats.diverged,
-        epochs_trained=feats.epochs_trained, t_available=np.array(feats.t_available),
-        threshold=np.array(feats.threshold), arch=np.array(feats.arch), dataset=np.array(feats.dataset),
-        groups=feats.groups, diverged_epoch=feats.diverged_epoch,
-        missing_names=np.array(list(feats.missing), dtype=str),
-        missing_reasons=np.array(list(feats.missing.values()), dtype=str), **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    """Write the features of one population (:func:`paperlib.files.write_features`)."""
+    fields = {"keys": feats.keys.astype(str), "final_acc": feats.final_acc, "diverged": feats.diverged,
+              "epochs_trained": feats.epochs_trained, "t_available": np.array(feats.t_available),
+              "threshold": np.array(feats.threshold), "arch": np.array(feats.arch),
+              "dataset": np.array(feats.dataset), "groups": feats.groups, "diverged_epoch": feats.diverged_epoch,
+              "missing_names": np.array(list(feats.missing), dtype=str),
+              "missing_reasons": np.array(list(feats.missing.values()), dtype=str)}
+    files.write_features(path, fields, feats.arrays)
 
 
 def load_population_file(path: Path) -> PopulationFeatures:
-    z = load_npz(path)
-    for key in ("groups", "diverged_epoch"):
-        if key not in z:
-            raise ValueError(f"{path}: written by an older version (no {key!r}); re-run the features notebook "
-                             "(03_features)")
+    """The features of one population as :func:`save_population` wrote them."""
+    z, arrays = files.read_features(path)
     return PopulationFeatures(
         arch=str(z["arch"]), dataset=str(z["dataset"]), keys=z["keys"], final_acc=z["final_acc"],
         diverged=z["diverged"].astype(bool), epochs_trained=z["epochs_trained"],
-        threshold=float(z["threshold"]), t_available=int(z["t_available"]),
-        arrays={k[3:]: v.astype(np.float64) for k, v in z.items() if k.startswith("fs:")},
+        threshold=float(z["threshold"]), t_available=int(z["t_available"]), arrays=arrays,
         missing=dict(zip(z["missing_names"].tolist(), z["missing_reasons"].tolist())),
         groups=z["groups"].astype(int), diverged_epoch=z["diverged_epoch"].astype(float))
-
-
-INDEX_COLUMNS = ["dataset", "arch", "feature_set", "status", "reason", "source", "temporal", "n_networks",
-                 "n_high", "n_configurations", "threshold", "dim_per_epoch", "n_epochs", "t_available",
-                 "n_alive_at_t", "n_diverged_by_t", "n_stopped_before_t", "n_nan_epochs", "seconds",
-                 "seconds_per_network"]
 
 
 def build_profile_features(
@@ -529,13 +510,11 @@ def build_profile_features(
         computed.append((pop, feats))
         rows.extend(pop_rows)
     for pop, feats in computed:  # write only once every population is computed
-        out = features_path(profile.name, pop.arch)
+        out = files.features_path(profile.name, pop.arch)
         out.parent.mkdir(parents=True, exist_ok=True)
         save_population(out, feats)
-    index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
-    paths.ensure(paths.results_dir(profile.name))
-    atomic_write_bytes(paths.results_dir(profile.name) / "features.csv",
-                       index.to_csv(index=False, lineterminator="\n").encode())
+    index = pd.DataFrame(rows, columns=files.FEATURE_INDEX_COLUMNS)
+    files.write_table(profile, "features.csv", index)
     return index
 
 
@@ -545,9 +524,7 @@ def load_population(profile: Profile, arch: str) -> PopulationFeatures:
     Raises FileNotFoundError when the cache is missing and ValueError when it no
     longer matches ``runs.csv`` (re-run the features notebook).
     """
-    path = features_path(profile.name, arch)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no cached features; run the features notebook (03_features) first")
+    path = files.features_path(profile.name, arch)
     feats = load_population_file(path)
     runs = read_runs(profile.name)
     keys = np.sort(runs.loc[runs["arch"] == arch, "key"].astype(str).to_numpy())

@@ -22,10 +22,10 @@ import seaborn as sns
 from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 
-from . import paths
-from .profiles import Profile
-from .tables import (CLASSIFIER_LABELS, DATASET_LABELS, aggregate_q1, as_profile, missing_archs,
-                     read_result, skipped_reasons)
+from . import files, paths
+from .profiles import Profile, as_profile
+from .render import CLASSIFIER_LABELS, DATASET_LABELS
+from .tables import aggregate_q1, missing_archs
 
 #: One style for every figure: seaborn "whitegrid" + "paper" context, a font bundled with matplotlib.
 STYLE: dict[str, Any] = {
@@ -192,7 +192,7 @@ def fig3(profile: Profile | str) -> plt.Figure:
     baseline in grey and the majority-class rate dotted, for reference.
     """
     p = as_profile(profile)
-    q1 = read_result(p, "q1.csv")
+    q1 = files.read_table(p, "q1.csv")
     agg = aggregate_q1(q1)
     pops = [(pop.dataset, pop.arch) for pop in p.populations
             if ((agg["dataset"] == pop.dataset) & (agg["arch"] == pop.arch)).any()]
@@ -242,16 +242,16 @@ def fig4(profile: Profile | str) -> plt.Figure:
     points where some seed predicted a single class.
     """
     p = as_profile(profile)
-    q2 = read_result(p, "q2.csv")
+    q2 = files.read_table(p, "q2.csv")
     agg = aggregate_q1(q2, by=("transfer", "feature_set", "mode", "classifier", "t"), seed_col="seed")
     order = [t.name for t in p.transfers if (agg["transfer"] == t.name).any()]
     order += sorted(set(agg["transfer"]) - set(order))
     fsets = [fs for fs in ("deg", "evec", "deg-sa", "evec-sa") if (agg["feature_set"] == fs).any()]
     if not order or not fsets:
         return _empty_figure(p.name, "fig4", "Figure 4: no transfer could be evaluated",
-                             skipped_reasons(p, "q2") or {"q2.csv": "no degree or eigenvector rows"})
+                             files.skipped_reasons(p, "q2") or {"q2.csv": "no degree or eigenvector rows"})
     try:
-        q1 = read_result(p, "q1.csv")
+        q1 = files.read_table(p, "q1.csv")
     except FileNotFoundError:
         q1 = None
     with plt.rc_context(STYLE):
@@ -304,7 +304,7 @@ def fig5(profile: Profile | str) -> plt.Figure:
     where the explicit matrix was not built).
     """
     p = as_profile(profile)
-    q3 = read_result(p, "q3.csv")
+    q3 = files.read_table(p, "q3.csv")
     bars = [("train_to_early_stop_seconds", "training to early stopping", Q3_COLORS["train"]),
             ("rolled_total_seconds", "rolled S1+S2", Q3_COLORS["rolled"]),
             ("unrolled_matfree_total_seconds", "unrolled S1+S2, matrix-free", Q3_COLORS["unrolled_matfree"]),

@@ -117,10 +117,11 @@ STEPS: tuple[Step, ...] = (
          (R + "features.csv", R + "features/{arch}.npz"),
          (RUNS, STORE_RUNS, Input(R + "centralities.csv"))),
     Step("04_q1", "Q1: performance prediction per architecture; Table 2, Figure 3",
-         (R + "q1.csv", R + "table2.csv", R + "table2.md", R + "table2.tex", F + "fig3.png", F + "fig3.pdf"),
+         (R + "q1.csv", R + "q1_skipped.csv", R + "table2.csv", R + "table2.md", R + "table2.tex", F + "fig3.png",
+          F + "fig3.pdf"),
          (RUNS, *FEATURES)),
     Step("05_q2", "Q2: generalising to unseen depths, architectures and widths; Figure 4",
-         (R + "q2.csv", F + "fig4.png", F + "fig4.pdf"),
+         (R + "q2.csv", R + "q2_skipped.csv", F + "fig4.png", F + "fig4.pdf"),
          (RUNS, *FEATURES, Input(R + "q1.csv"))),
     Step("06_q3", "Q3: cost of the graph features next to training; Figure 5",
          (R + "q3.csv", R + "q3_snapshots/{arch}.pt", F + "fig5.png", F + "fig5.pdf"),
@@ -332,7 +333,7 @@ def _file_problem(path: Path) -> str | None:
         return None if any(path.iterdir()) else "an empty directory"
     if path.stat().st_size == 0:
         return "empty"
-    if path.suffix == ".csv":
+    if path.suffix == ".csv" and not path.name.endswith("_skipped.csv"):  # a list of skips may be empty
         with open(path, "rb") as fh:
             lines = [line for _, line in zip(range(2), fh) if line.strip()]
         if len(lines) < 2:
@@ -342,21 +343,22 @@ def _file_problem(path: Path) -> str | None:
 
 def _runs_problem(profile: str) -> str | None:
     """Why the run store does not hold every network of ``runs.csv`` finished, or None."""
-    import csv
+    from . import files
 
-    runs_csv = paths.results_dir(profile) / "runs.csv"
     root = paths.runs_dir(profile)
     if not root.is_dir():
         return "missing"
-    if not runs_csv.exists():
+    if not files.runs_path(profile).exists():
         return None  # runs.csv is an input of its own and reported as such
-    with open(runs_csv, newline="") as fh:
-        keys = [row["key"] for row in csv.DictReader(fh) if row.get("key")]
+    try:
+        keys = [str(k) for k in files.read_runs(profile)["key"]]
+    except (ValueError, files.CorruptFileError) as exc:
+        return f"cannot be matched with runs.csv: {exc}"
     bad = []
     for key in keys:
         try:
-            status = json.loads((root / key / "meta.json").read_text()).get("status")
-        except (OSError, ValueError):
+            status = files.read_json(root / key / "meta.json").get("status")
+        except (OSError, ValueError, files.CorruptFileError):
             status = None
         if status not in {"finished", "diverged"}:
             bad.append(key)
@@ -548,7 +550,9 @@ def _strip_machine_paths(path: Path) -> None:
         pairs += [(str(root) + os.sep, ""), (str(root), ".")]
     for prefix, repl in pairs:
         text = text.replace(prefix, repl)
-    path.write_text(text)
+    from .files import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def _now() -> str:
@@ -635,7 +639,7 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    from .store import atomic_write_json
+    from .files import atomic_write_json
 
     steps = [s for s in STEP_NAMES if s in steps]
     per_step = preflight(steps, profile, raw_params)  # may raise: nothing has run yet

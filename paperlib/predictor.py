@@ -57,7 +57,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from .signatures import MODES, smooth
-from .store import atomic_write_bytes, atomic_write_json, load_npz, read_json
+from .files import atomic_write_json, load_npz, read_json, save_npz
 
 #: The three predictors of the early-stopping study: graph signatures, learning curve, both.
 PREDICTOR_KINDS: dict[str, tuple[str, ...]] = {
@@ -301,12 +301,8 @@ class RunPredictor(ClassifierMixin, BaseEstimator):
         arrays = {"intercept": self.intercept_, "constant": self.constant_}
         for t, c, m, s in zip(self.ts_, self.coef_, self.mean_, self.scale_):
             arrays[f"coef_{t}"], arrays[f"mean_{t}"], arrays[f"scale_{t}"] = c, m, s
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
         npz, js = base.parent / (base.name + ".npz"), base.parent / (base.name + ".json")
-        atomic_write_bytes(npz, buf.getvalue())
+        save_npz(npz, **arrays)
         atomic_write_json(js, meta)
         return [js, npz]
 

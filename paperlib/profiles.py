@@ -39,7 +39,6 @@ the manifest read the profile through :func:`effective_profile`, so what ran is 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -281,35 +280,26 @@ def get_profile(name: str, **overrides: Any) -> Profile:
     return profile.with_overrides(**overrides) if overrides else profile
 
 
-def overrides_path(name: str):
-    """``results/<name>/overrides.json``: the overrides the training notebook ran with."""
-    from . import paths
-
-    return paths.results_dir(name) / "overrides.json"
+def as_profile(profile: Profile | str) -> Profile:
+    """A :class:`Profile` from a profile or its name."""
+    return get_profile(profile) if isinstance(profile, str) else profile
 
 
 def save_overrides(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Record the effective overrides of profile ``name`` (those that change a value); return them."""
-    from .store import atomic_write_json
+    from . import files
 
     kept = {k: v for k, v in overrides.items() if v not in (0, "", None) or isinstance(v, bool)}
     get_profile(name, **dict(kept))  # refuse what would not build
-    atomic_write_json(overrides_path(name), kept)
+    files.write_overrides(name, kept)
     return kept
 
 
 def load_overrides(name: str) -> dict[str, Any]:
     """The recorded overrides of profile ``name`` (``{}`` when none were recorded)."""
-    path = overrides_path(name)
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: corrupt overrides file ({exc}); delete it and re-run 01_train") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object of profile overrides")
-    return data
+    from . import files
+
+    return files.read_overrides(name)
 
 
 def effective_profile(name: str) -> Profile:

@@ -62,9 +62,9 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 from threadpoolctl import threadpool_limits
 
-from . import paths
+from . import files, paths
 from .predictor import PREDICTOR_KINDS, RunPredictor, alive_matrix, fit_population, population_array
-from .store import atomic_write_bytes
+from .files import EARLY_STOPPING_COLUMNS as SUMMARY_COLUMNS, atomic_write_text
 
 #: defaults of the study (the notebook's parameters are the number of orders, trials, stop_below, seed)
 N_FOLDS = 5  # cross-fitting folds, grouped by configuration
@@ -76,10 +76,6 @@ REDUCTION_FACTOR = 3  # successive halving: keep the top third at every rung (ru
 PRUNERS: tuple[str, ...] = ("none", "graph", "curve", "both", "median", "halving")
 PRUNER_LABELS = {"none": "no pruning", "graph": "graph signatures", "curve": "learning curve",
                  "both": "graph + curve", "median": "median (Optuna)", "halving": "successive halving (Optuna)"}
-SUMMARY_COLUMNS = ["dataset", "arch", "pruner", "n_networks", "n_high", "n_trials", "n_repeats", "n_folds", "t_min",
-                   "t_max", "stop_below", "compute_mean", "compute_std", "saved_pct", "regret_mean", "regret_std",
-                   "regret_p90", "no_regret_share", "high_stopped_mean", "low_stopped_mean", "best_stopped_share",
-                   "epochs_mean", "epochs_none_mean", "best_none_mean", "seconds"]
 
 
 # --------------------------------------------------------------------------- the data of a search
@@ -440,7 +436,7 @@ def run_early_stopping(profile: Any, n_repeats: int = 200, n_trials: int = 0, n_
     is written when a population's features are missing (FileNotFoundError names the step).
     """
     from .features import load_population
-    from .metrics import update_metrics
+    from .files import update_metrics
 
     check_settings(n_repeats, n_trials, n_folds, n_fold_seeds, stop_below, t_min, C, n_startup, min_resource,
                    reduction_factor, seed)
@@ -470,10 +466,8 @@ def run_early_stopping(profile: Any, n_repeats: int = 200, n_trials: int = 0, n_
                     fitted.append((pop.arch, kind, fit_population(feats, kind, t_max=ts[-1], t_min=ts[0], C=C,
                                                                   input_shape=shape)))
     df = pd.concat(frames, ignore_index=True)
-    out = paths.ensure(paths.results_dir(P.name))
-    atomic_write_bytes(out / "early_stopping.csv",
-                       df.to_csv(index=False, float_format="%.6g", lineterminator="\n").encode())
-    atomic_write_bytes(out / "early_stopping.md", early_stopping_markdown(df).encode())
+    files.write_table(P, "early_stopping.csv", df)
+    atomic_write_text(paths.results_dir(P.name) / "early_stopping.md", early_stopping_markdown(df))
     for arch, kind, pred in fitted:
         pred.save(predictor_path(P.name, arch, kind))
     update_metrics(P.name, "early_stopping", headline(df) | {"skipped": skipped, "parameters": {
@@ -485,15 +479,7 @@ def run_early_stopping(profile: Any, n_repeats: int = 200, n_trials: int = 0, n_
 
 def read_early_stopping(profile: Any) -> pd.DataFrame:
     """``results/<profile>/early_stopping.csv``; missing: says which notebook writes it."""
-    name = profile if isinstance(profile, str) else profile.name
-    path = paths.results_dir(name) / "early_stopping.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; run notebook 07_early_stopping first")
-    df = pd.read_csv(path)
-    missing = set(SUMMARY_COLUMNS) - set(df.columns)
-    if missing:
-        raise ValueError(f"{path}: columns {sorted(missing)} missing; re-run notebook 07_early_stopping")
-    return df
+    return files.read_table(profile, "early_stopping.csv")
 
 
 # --------------------------------------------------------------------------- table, reading, figure

@@ -1,5 +1,8 @@
 """Plain-words readings of Q1 and Q2, computed from the result files (nothing typed by hand).
 
+The paper's claims they test are quoted from ``results/published/claims.csv``
+(:func:`paperlib.published.claim`).
+
 Each reading states a claim, then says whether it holds in this run, per architecture and
 classifier, using only what the result files support:
 
@@ -15,9 +18,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .profiles import Profile
-from .tables import (CLASSIFIER_LABELS, FEATURE_LABELS, as_fraction, as_profile, parse_bool, read_result,
-                     skipped_reasons)
+from . import files
+from .profiles import Profile, as_profile
+from .published import claim, without_counterpart
+from .render import CLASSIFIER_LABELS, FEATURE_LABELS, _ordered, fmt_mean_std
+from .tables import as_fraction
 
 ALPHA = 0.05
 WEIGHTS = ("B_Wl", "B_What", "B_Wprime")
@@ -44,7 +49,7 @@ def _sig(r: pd.Series, b: str) -> int:
 def q1_reading(profile: Profile | str) -> str:
     """What holds and what does not in Table 2 of this run, in plain words (from ``table2.csv``)."""
     p = as_profile(profile)
-    t2 = read_result(p, "table2.csv")
+    t2 = files.read_table(p, "table2.csv")
     if "vs_learning-curve_p" not in t2.columns:
         return "table2.csv has no paired tests (written by an older version); re-run 04_q1."
     lines = []
@@ -93,12 +98,13 @@ def q1_reading(profile: Profile | str) -> str:
                        max((_sig(at.loc[o], 'learning-curve') for o in ours), key=abs, default=0)]
                    + ("; graph added to the learning curve: " + ("yes" if add else "no") if combos else ""))
     n = len(per)
+    left_out = " (a baseline the paper left out)" if without_counterpart(["learning-curve"]) else ""
     lines += [
         f"Ours above chance (accuracy minus its spread above the majority rate, no single class): "
         f"{_verdict(above_chance, n)}.",
-        f"The paper's claim 'graph signatures beat the graph-agnostic weight baselines' "
-        f"{_verdict(beats_weights, n)} (significantly above every weight baseline).",
-        f"'Ours beats the learning curve' (a baseline the paper left out) {_verdict(beats_curve, n)}; "
+        f"The paper's claim \"{claim('q1_baselines')}\" {_verdict(beats_weights, n)} "
+        "(significantly above every weight baseline, per architecture and classifier).",
+        f"'Ours beats the learning curve'{left_out} {_verdict(beats_curve, n)}; "
         f"the learning curve is significantly better than both of ours in {loses_curve} of {n}.",
         f"'The graph carries information the learning curve does not' (learning curve + Ours significantly "
         f"above the learning curve alone) {_verdict(adds, comb_n)}.",
@@ -111,13 +117,12 @@ def q1_reading(profile: Profile | str) -> str:
 def q2_reading(profile: Profile | str) -> str:
     """What holds and what does not in Q2 of this run (last t of each transfer), from ``q2.csv``."""
     p = as_profile(profile)
-    q2 = read_result(p, "q2.csv")
+    q2 = files.read_table(p, "q2.csv")
     if len(q2) == 0:
-        reasons = skipped_reasons(p, "q2")
+        reasons = files.skipped_reasons(p, "q2")
         return "No transfer could be evaluated: " + ("; ".join(f"{a}: {r}" for a, r in reasons.items())
                                                      or "q2.csv is empty") + "."
     q2["accuracy"] = as_fraction(q2["accuracy"])
-    q2["single_class"] = parse_bool(q2["single_class"]) if "single_class" in q2 else False
     lines = [f"Q2 of profile '{p.name}', at the last t of each transfer, plain mode, mean ± std over seeds. "
              "'Above chance' = mean minus std above the test population's majority rate, no single-class seed."]
     verdicts = {"paper": [0, 0], "size-aware": [0, 0]}
@@ -145,7 +150,54 @@ def q2_reading(profile: Profile | str) -> str:
                              + (f" [single class in {n_const}/{len(g)} seeds: not a result]" if n_const else "")
                              + (" above chance" if ok else " not above chance"))
     lines += ["",
-              f"The paper's claim that its signatures transfer to unseen architectures "
+              f"The paper's claims \"{claim('q2_deeper')}\" and \"{claim('q2_older')}\": "
               f"{_verdict(*verdicts['paper'])} (transfer x signature x classifier above chance).",
               f"Our size-aware signatures (our addition) are above chance: {_verdict(*verdicts['size-aware'])}."]
+    return "\n".join(lines)
+
+
+def majority_rates(profile: Profile | str) -> dict[str, float]:
+    """Per architecture, the accuracy of always predicting the larger class (from ``q1.csv``)."""
+    q1 = files.read_table(profile, "q1.csv")
+    out = {}
+    for arch, sub in q1.groupby("arch", sort=False):
+        n, h = float(sub["n_networks"].iloc[0]), float(sub["n_high"].iloc[0])
+        out[arch] = max(h, n - h) / n if n else float("nan")
+    return out
+
+
+def describe_q2(profile: Profile | str) -> str:
+    """Q2 at the last t of every transfer, with the majority-class rate of the test population."""
+    p = as_profile(profile)
+    q2 = files.read_table(p, "q2.csv")
+    q2["accuracy"] = as_fraction(q2["accuracy"])
+    try:
+        majority = majority_rates(p)
+    except FileNotFoundError:
+        majority = {}
+    lines = [f"Profile '{p.name}': accuracy on the unseen test population at the last t "
+             "(mean ± std over seeds), per feature set and classifier, plain mode for graph signatures."]
+    if len(q2) == 0:
+        reasons = files.skipped_reasons(p, "q2")
+        lines.append("No transfer could be evaluated: "
+                     + ("; ".join(f"{a}: {r}" for a, r in reasons.items()) or "q2.csv is empty") + ".")
+        return "\n".join(lines)
+    order = [t.name for t in p.transfers]
+    for name in _ordered(q2["transfer"].unique(), order):
+        sub = q2[q2["transfer"] == name]
+        t_last = int(sub["t"].max())
+        at = sub[(sub["t"] == t_last) & (sub["mode"] == "plain")]
+        test = str(sub["test_arch"].iloc[0])
+        train = str(sub["train_archs"].iloc[0])
+        if {"n_test", "n_high_test"} <= set(sub.columns):
+            n, h = float(sub["n_test"].iloc[0]), float(sub["n_high_test"].iloc[0])
+            maj = max(h, n - h) / n if n else float("nan")
+        else:
+            maj = majority.get(test, float("nan"))
+        lines.append(f"\n{name}: train {train} -> test {test}, t={t_last}; majority class of {test}: {maj:.2f}")
+        g = at.groupby(["feature_set", "classifier"], sort=False)["accuracy"].agg(["mean", "std"]).reset_index()
+        for fs in _ordered(g["feature_set"].unique(), list(FEATURE_LABELS)):
+            cells = [f"{CLASSIFIER_LABELS.get(r['classifier'], r['classifier'])} {fmt_mean_std(r['mean'], r['std'])}"
+                     for _, r in g[g["feature_set"] == fs].iterrows()]
+            lines.append(f"  {FEATURE_LABELS.get(fs, fs):<14s} " + " | ".join(cells))
     return "\n".join(lines)

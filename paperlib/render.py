@@ -1,19 +1,43 @@
-"""Rendering of tables: Markdown, LaTeX and the files ``results/<profile>/<name>.{csv,md,tex}``.
+"""Rendering of tables: labels, the printed forms of Tables 1 and 2, Markdown and LaTeX.
 
-Pure formatting: nothing here reads result files or knows the paper's numbers
-(:mod:`paperlib.tables` builds the frames, :mod:`paperlib.readings` the texts).
+Pure formatting: nothing here reads a result file or knows the paper's numbers
+(:mod:`paperlib.tables` builds the tidy frames, :mod:`paperlib.published` sets the paper's
+numbers beside ours, :mod:`paperlib.readings` writes the texts); :func:`write_table_files`
+hands the three forms of a table to :mod:`paperlib.files`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import paths
-from .store import atomic_write_bytes
+from . import files, paths
+from .files import PAIRED_BASELINES, atomic_write_text
+
+
+#: The paper's name of a dataset key.
+DATASET_LABELS = {"cifar10": "CIFAR-10", "tiny-imagenet": "ImageNet", "digits": "digits"}
+#: Row order and printed labels of the feature sets of Table 2.
+FEATURE_LABELS = {
+    "B_Wl": "B_Wl",
+    "B_What": "B_What",
+    "B_Wprime": "B_Wprime",
+    "learning-curve": "learning curve",
+    "unroll-deg": "unroll-deg",
+    "unroll-evec": "unroll-evec",
+    "deg": "Ours-deg",
+    "evec": "Ours-evec",
+    "learning-curve+deg": "learning curve + Ours-deg",
+    "learning-curve+evec": "learning curve + Ours-evec",
+    "deg-sa": "Ours-deg, size-aware (our addition)",
+    "evec-sa": "Ours-evec, size-aware (our addition)",
+}
+#: Short names used in the significance marks of Table 2.
+SHORT_LABELS = {"B_Wl": "Wl", "B_What": "What", "B_Wprime": "W'", "learning-curve": "LC"}
+CLASSIFIER_LABELS = {"svm": "SVM", "mlp": "MLP"}
 
 
 def fmt_mean_std(mean: float, std: float, digits: int = 2) -> str:
@@ -93,12 +117,146 @@ def to_markdown(frame: pd.DataFrame, bold: pd.DataFrame | None = None) -> str:
 def write_table_files(profile: str, name: str, tidy: pd.DataFrame, display: pd.DataFrame,
                       caption: str, notes: Sequence[str] = (), bold: pd.DataFrame | None = None) -> list[Path]:
     """Write ``<name>.csv`` (tidy), ``<name>.md`` and ``<name>.tex`` (display) under ``results/<profile>``."""
-    out = paths.ensure(paths.results_dir(profile))
-    csv = out / f"{name}.csv"
-    atomic_write_bytes(csv, tidy.to_csv(index=False, float_format="%.6g", lineterminator="\n").encode())
+    csv = files.write_table(profile, f"{name}.csv", tidy)
     md_text = f"{caption}\n\n{to_markdown(display, bold)}"
     if notes:
         md_text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
-    atomic_write_bytes(out / f"{name}.md", md_text.encode())
-    atomic_write_bytes(out / f"{name}.tex", to_latex(display, caption=caption, label=f"tab:{name}", bold=bold).encode())
+    out = paths.results_dir(profile)
+    atomic_write_text(out / f"{name}.md", md_text)
+    atomic_write_text(out / f"{name}.tex", to_latex(display, caption=caption, label=f"tab:{name}", bold=bold))
     return [csv, out / f"{name}.md", out / f"{name}.tex"]
+
+
+# --------------------------------------------------------------------------- Tables 1 and 2, printed
+def table1_display(t1: pd.DataFrame) -> pd.DataFrame:
+    """The printed form of Table 1 (strings)."""
+    rows = []
+    for _, r in t1.iterrows():
+        paper_label = ""
+        if r["paper_dataset"]:
+            paper_label = r["paper_dataset"] + ("" if r["same_dataset"] else " (reference only)")
+        rows.append({
+            "dataset": DATASET_LABELS.get(r["dataset"], r["dataset"]),
+            "arch": r["arch"],
+            "networks": str(int(r["n_networks"])),
+            "diverged": str(int(r["n_diverged"])),
+            "high": str(int(r["n_high"])),
+            "early stop": _range(r["early_stop_min"], r["early_stop_max"], 0),
+            "acc. range (%)": _range(r["acc_min"], r["acc_max"]),
+            "threshold (%)": _fmt_num(r["threshold"], 1),
+            "paper": paper_label or "–",
+            "paper early stop": _range(r["paper_early_stop_min"], r["paper_early_stop_max"], 0),
+            "paper acc. range (%)": _range(r["paper_acc_min"], r["paper_acc_max"]),
+            "paper threshold (%)": _fmt_num(r["paper_threshold"], 1),
+        })
+    return pd.DataFrame(rows)
+
+
+def significance_marks(r: pd.Series, alpha: float = 0.05) -> str:
+    """``">Wl <LC"``: the baselines a method beats (>) or loses to (<) significantly in its Table 2 cell."""
+    marks = []
+    for b in PAIRED_BASELINES:
+        short = SHORT_LABELS[b]
+        p, d = r.get(f"vs_{b}_p", np.nan), r.get(f"vs_{b}_diff", np.nan)
+        if p is not None and np.isfinite(p) and p < alpha and d != 0:
+            marks.append((">" if d > 0 else "<") + short)
+    return " ".join(marks)
+
+
+def _ordered(values: Iterable[str], order: Sequence[str]) -> list[str]:
+    values = list(values)
+    return [v for v in order if v in values] + sorted(v for v in values if v not in order)
+
+
+def _column_name(dataset: str, arch: str, multi: bool) -> str:
+    return f"{DATASET_LABELS.get(dataset, dataset)} {arch}" if multi else arch
+
+
+def table2_display(t2: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The printed form of Table 2 and its mask of best entries.
+
+    Rows: classifier x feature set; per architecture a column of ours (mean ± std over fold
+    seeds) and, where the paper has the cell, a column of the paper's number.
+    """
+    from .published import paper_arch_name
+
+    pops = list(dict.fromkeys(zip(t2["dataset"], t2["arch"])))
+    multi = len({d for d, _ in pops}) > 1
+    keys = list(dict.fromkeys(zip(t2["classifier"], t2["feature_set"])))
+    table: dict[str, list[str]] = {"classifier": [], "features": []}
+    bold: dict[str, list[bool]] = {"classifier": [], "features": []}
+    for clf, fs in keys:
+        table["classifier"].append(CLASSIFIER_LABELS.get(clf, clf))
+        table["features"].append(FEATURE_LABELS.get(fs, fs))
+        bold["classifier"].append(False)
+        bold["features"].append(False)
+    for dataset, arch in pops:
+        sub = t2[(t2["dataset"] == dataset) & (t2["arch"] == arch)].set_index(["classifier", "feature_set"])
+        t_last = int(sub["t"].iloc[0])
+        name = f"{_column_name(dataset, arch, multi)} (t={t_last})"
+        table[name], bold[name] = [], []
+        has_paper = sub["paper_dataset"].astype(bool).any()
+        if has_paper:
+            ref = sub[sub["paper_dataset"].astype(bool)].iloc[0]
+            pname = f"paper {ref['paper_dataset']} {paper_arch_name(arch)}" + ("" if ref["same_dataset"] else " (ref.)")
+            table[pname], bold[pname] = [], []
+        for key in keys:
+            r = sub.loc[key] if key in sub.index else None
+            table[name].append(_cell(r))
+            bold[name].append(bool(r["best"]) and not _constant(r) if r is not None else False)
+            if has_paper:
+                if r is None or not r["paper_dataset"]:
+                    table[pname].append("")
+                elif r["paper_note"]:
+                    table[pname].append(r["paper_note"])
+                else:
+                    table[pname].append(f"{r['paper_accuracy']:.2f}")
+                bold[pname].append(False)
+    # one row per classifier: the majority-class rate of the networks evaluated at t
+    for clf in dict.fromkeys(c for c, _ in keys):
+        for col in table:
+            if col == "classifier":
+                table[col].append(CLASSIFIER_LABELS.get(clf, clf))
+            elif col == "features":
+                table[col].append("majority class (reference)")
+            elif col.startswith("paper "):
+                table[col].append("")
+            else:
+                table[col].append("")
+            bold[col].append(False)
+    for dataset, arch in pops:
+        sub = t2[(t2["dataset"] == dataset) & (t2["arch"] == arch)]
+        name = f"{_column_name(dataset, arch, multi)} (t={int(sub['t'].iloc[0])})"
+        for k, clf in enumerate(dict.fromkeys(c for c, _ in keys)):
+            maj = sub.loc[sub["classifier"] == clf, "majority_accuracy"] if "majority_accuracy" in sub else pd.Series()
+            maj = maj.dropna()
+            row = len(keys) + k
+            table[name][row] = f"{maj.mean():.2f}" if len(maj) else "–"
+    return pd.DataFrame(table), pd.DataFrame(bold)
+
+
+def _constant(r: pd.Series) -> bool:
+    n = r.get("n_single_class", 0)
+    return bool(n is not None and np.isfinite(n) and n > 0)
+
+
+def _cell(r: pd.Series | None) -> str:
+    """``"0.81 ± 0.03 >Wl <LC"``, with ``[1 class k/n]`` when some fold seeds predicted a single class."""
+    if r is None:
+        return "–"
+    text = fmt_mean_std(r["accuracy_mean"], r["accuracy_std"])
+    if text == "–":
+        return text
+    marks = significance_marks(r)
+    if marks:
+        text += f" {marks}"
+    if _constant(r):
+        text += f" [1 class {int(r['n_single_class'])}/{int(r['n_seeds'])}]"
+    return text
+
+
+def show(name: str, profile: Any):
+    """The Markdown file of a table (``results/<profile>/<name>.md``) for display in a notebook."""
+    from IPython.display import Markdown
+
+    return Markdown((paths.results_dir(profile if isinstance(profile, str) else profile.name) / f"{name}.md").read_text())

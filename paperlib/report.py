@@ -10,11 +10,10 @@ checks that the committed README agrees with the committed results.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
-from . import paths
+from . import files, paths
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 FIGURES = [
@@ -89,7 +88,7 @@ def render(profile: str = "default") -> str:
     metrics_path = paths.metrics_path(profile)
     if metrics_path.exists():
         out += [f"**Headline numbers** (from [`metrics.json`]({metrics_path.relative_to(paths.ROOT)}))", ""]
-        out += _fmt_metrics(json.loads(metrics_path.read_text())) + [""]
+        out += _fmt_metrics(files.read_metrics(profile)) + [""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -103,7 +102,7 @@ def update_readme(profile: str = "default") -> bool:
     _, tail = rest.split(END, 1)
     new = f"{head}{START}\n{render(profile)}{END}{tail}"
     if new != text:
-        readme.write_text(new)
+        files.atomic_write_text(readme, new)
         return True
     return False
 

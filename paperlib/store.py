@@ -10,7 +10,8 @@ Layout of a run directory ``<runs_dir>/<key>/``::
     *.npz                caches derived from the snapshots (centralities, ...)
 
 Every file is written atomically (temporary file in the same directory, then
-``os.replace``), so a killed process leaves either the old file or the new one. Files get the
+``os.replace``, by :func:`paperlib.files.atomic_write_bytes`), so a killed process leaves either
+the old file or the new one. Files get the
 permissions of an ordinary ``open()`` (``0o666`` less the process umask, so ``0o644`` under the
 usual umask 022): a group sharing a store can read it (``tempfile.mkstemp`` alone would leave
 them ``0o600``).
@@ -28,76 +29,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 
-
-class CorruptFileError(RuntimeError):
-    """A file of the run store is truncated, corrupt or of the wrong kind."""
+from .files import CorruptFileError, atomic_write_bytes, atomic_write_json, read_json
 
 
 def spec_key(spec: dict[str, Any]) -> str:
     """Stable 16-hex-digit key of a JSON-serialisable specification."""
     blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-_UMASK: int | None = None
-
-
-def _file_mode() -> int:
-    """``0o666`` less the process umask (read once; ``os.umask`` can only be read by setting it)."""
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0o022)
-        os.umask(_UMASK)
-    return 0o666 & ~_UMASK
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace``; mode ``0o666 & ~umask``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True, default=_json_default) + "\n").encode())
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptFileError(f"{path}: corrupt JSON ({exc}); delete the file to recompute it") from exc
 
 
 def save_tensors(path: Path, obj: Any) -> dict[str, Any]:
@@ -132,22 +75,6 @@ def load_tensors(path: Path) -> Any:
             f"{path}: corrupt or truncated file ({type(exc).__name__}: {exc}); "
             "delete it (or the run directory) and re-run to retrain"
         ) from exc
-
-
-def save_npz(path: Path, **arrays: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise CorruptFileError(f"{path}: corrupt or truncated cache ({exc}); delete it to recompute") from exc
 
 
 class Run:

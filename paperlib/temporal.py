@@ -36,8 +36,9 @@ import numpy as np
 import pandas as pd
 
 from . import files, paths
+from .files import load_npz, save_npz
 from .profiles import Profile
-from .store import Run, load_npz, save_npz
+from .store import Run
 
 __all__ = ["CODE_VERSION", "KINDS", "compute_profile", "compute_run", "load_centralities", "fingerprint"]
 
@@ -211,7 +212,8 @@ def _worker_init() -> None:
 
 def compute_profile(profile: Profile, unrolled: bool = True, workers: int | None = None,
                     force: bool = False, progress: bool = True) -> pd.DataFrame:
-    """Centralities of every snapshot ``0..min(t_max, epochs_trained)`` of every run of ``profile``.
+    """Centralities of every snapshot the predictors read, ``1..min(t_max, epochs_trained)`` (and the
+    initialisation, epoch 0, when the profile's signatures include it), of every run of ``profile``.
 
     Reads the runs from ``results/<profile>/runs.csv`` and the snapshots from the run store,
     computes (or reuses the cached) rolled and, with ``unrolled=True``, unrolled centralities
@@ -249,7 +251,8 @@ def compute_profile(profile: Profile, unrolled: bool = True, workers: int | None
         run = Run(root / row.key)
         trained = int(row.epochs_trained) if pd.notna(row.epochs_trained) else 0
         last = min(pop.t_max, trained)
-        epochs = [e for e in run.snapshot_epochs() if e <= last]
+        first = 0 if profile.include_epoch0 else 1  # nothing reads epoch 0 otherwise
+        epochs = [e for e in run.snapshot_epochs() if first <= e <= last]
         if not epochs:
             continue
         side = profile.image_size[pop.dataset]
@@ -291,6 +294,5 @@ def compute_profile(profile: Profile, unrolled: bool = True, workers: int | None
             df[f"{kind}_seconds"] = np.nan
     first = ["key", "arch", "n_snapshots", "rolled_seconds", "unrolled_seconds"]
     df = df[first + [c for c in df.columns if c not in first]]
-    out = paths.ensure(paths.results_dir(profile.name)) / "centralities.csv"
-    df.to_csv(out, index=False)
+    files.write_table(profile, "centralities.csv", df)
     return df

@@ -42,8 +42,6 @@ and input size), and ``snapshot_run`` / ``snapshot_epoch`` say which snapshot it
 
 from __future__ import annotations
 
-import io
-import json
 import statistics
 import time
 from pathlib import Path
@@ -53,27 +51,11 @@ import numpy as np
 import pandas as pd
 
 from . import files, paths
-from .metrics import update_metrics
+from .files import Q3_COLUMNS, update_metrics
 from .profiles import Population, Profile
-from .store import CorruptFileError, RunStore, atomic_write_bytes, load_tensors
-from .tables import aggregate_q1, as_profile, read_result
-
-Q3_COLUMNS = [
-    "dataset", "arch", "n_runs", "epoch_seconds", "early_stop_epoch_mean", "train_to_early_stop_seconds",
-    "t_needed", "t_rule", "n_snapshots", "snapshot_run", "snapshot_epoch", "repeats",
-    "rolled_runs", "unrolled_matfree_runs", "unrolled_explicit_runs", "trace_seconds",
-    "rolled_nodes", "rolled_edges",
-    "rolled_s1_seconds", "rolled_deg_seconds", "rolled_evec_seconds", "rolled_snapshot_seconds",
-    "rolled_total_seconds",
-    "unrolled_nodes",
-    "unrolled_matfree_s1_seconds", "unrolled_matfree_deg_seconds", "unrolled_matfree_evec_seconds",
-    "unrolled_matfree_snapshot_seconds", "unrolled_matfree_total_seconds",
-    "unrolled_edges",
-    "unrolled_explicit_s1_seconds", "unrolled_explicit_deg_seconds", "unrolled_explicit_evec_seconds",
-    "unrolled_explicit_snapshot_seconds", "unrolled_explicit_total_seconds", "unrolled_explicit_note",
-    "rolled_overhead_per_epoch", "rolled_speedup", "unrolled_matfree_speedup",
-    "pipeline_rolled_snapshot_seconds", "pipeline_unrolled_snapshot_seconds",
-]
+from .profiles import as_profile
+from .store import RunStore
+from .tables import aggregate_q1
 
 
 def _is_diverged(runs: pd.DataFrame) -> pd.Series:
@@ -219,41 +201,22 @@ def _snapshot_run(p: Profile, runs: pd.DataFrame, epoch: int) -> tuple[Any, int]
     raise FileNotFoundError(f"no snapshot of {runs['arch'].iloc[0]} in {store.root}; run notebook 01_train first")
 
 
-Q3_SNAPSHOT_FORMAT = 1
-
-
-def q3_snapshot_path(profile: str, arch: str) -> Path:
-    """``results/<profile>/q3_snapshots/<arch>.pt``: the committed snapshot Q3 times for ``arch``."""
-    return paths.q3_snapshots_dir(profile) / f"{paths.safe_name(arch)}.pt"
-
-
 def _store_has_runs(profile: str, runs: pd.DataFrame) -> bool:
     root = paths.runs_dir(profile)
     return root.is_dir() and any((root / str(k) / "spec.json").exists() for k in runs["key"])
 
 
 def export_q3_snapshot(p: Profile, pop: Population, runs: pd.DataFrame, epoch: int) -> Path:
-    """Copy the snapshot Q3 times for ``pop`` from the run store to :func:`q3_snapshot_path`.
+    """Copy the snapshot Q3 times for ``pop`` from the run store to :func:`paperlib.files.q3_snapshot_path`.
 
     The run is the first finished one by key, the snapshot its last at or before ``epoch``. The
     file holds ``{"format", "arch", "key", "epoch", "spec" (JSON text), "state_dict"}``, readable
     with ``torch.load(weights_only=True)``; it is rewritten only when its bytes change, so
     re-running on the same store leaves a committed file untouched.
     """
-    import torch
-
     run, snap_epoch = _snapshot_run(p, runs, epoch)
-    state = run.load_snapshot(snap_epoch)
-    obj = {"format": Q3_SNAPSHOT_FORMAT, "arch": pop.arch, "key": run.key, "epoch": int(snap_epoch),
-           "spec": json.dumps(run.spec, sort_keys=True),
-           "state_dict": {k: v.detach().cpu().contiguous() for k, v in state.items()}}
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    blob = buf.getvalue()
-    path = q3_snapshot_path(p.name, pop.arch)
-    if not path.exists() or path.read_bytes() != blob:
-        atomic_write_bytes(path, blob)
-    return path
+    return files.write_q3_snapshot(files.q3_snapshot_path(p, pop.arch), pop.arch, run.key, snap_epoch, run.spec,
+                                   run.load_snapshot(snap_epoch))
 
 
 def load_q3_snapshot(p: Profile, pop: Population) -> tuple[Any, str, int]:
@@ -264,23 +227,16 @@ def load_q3_snapshot(p: Profile, pop: Population) -> tuple[Any, str, int]:
     """
     from . import train
 
-    path = q3_snapshot_path(p.name, pop.arch)
-    if not path.exists():
-        raise FileNotFoundError(f"{paths.relative(path)}: no Q3 snapshot of {pop.arch}; run 06_q3 with the run store "
-                                "of 01_train present (it exports the snapshot)")
-    obj = load_tensors(path)
-    if not isinstance(obj, dict) or obj.get("format") != Q3_SNAPSHOT_FORMAT or "state_dict" not in obj:
-        raise CorruptFileError(f"{paths.relative(path)}: not a Q3 snapshot (format {Q3_SNAPSHOT_FORMAT}); "
-                               "delete it and run 06_q3 with the run store present")
-    spec = json.loads(obj["spec"])
+    path = files.q3_snapshot_path(p, pop.arch)
+    obj = files.read_q3_snapshot(path)
+    spec = obj["spec"]
     want = {"model": pop.model, "model_kwargs": dict(pop.model_kwargs), "dataset": pop.dataset,
             "image_size": p.image_size[pop.dataset]}
     got = {k: spec.get(k) for k in want}
     if got != want:
         raise ValueError(f"{paths.relative(path)}: a snapshot of {got}, but population {pop.arch} of profile "
                          f"{p.name!r} is {want}; run 01_train and 06_q3 to replace it")
-    make = getattr(train, "make_model", None) or train._make_model
-    model = make(spec)
+    model = train._make_model(spec)
     model.load_state_dict(obj["state_dict"])
     return model.eval(), str(obj["key"]), int(obj["epoch"])
 
@@ -347,23 +303,16 @@ def run_q3(profile: Profile | str, repeats: int = 3, t_rule: str = "best", expli
         numbers in ``metrics.json`` (section ``q3``).
     """
     p = as_profile(profile)
-    runs = read_result(p, "runs.csv")
-    try:
-        q1 = read_result(p, "q1.csv")
-    except FileNotFoundError:
-        q1 = None
-    try:
-        cent = read_result(p, "centralities.csv")
-    except FileNotFoundError:
-        cent = None
+    runs = files.read_runs(p)
+    q1 = files.read_table_or_none(p, "q1.csv")
+    cent = files.read_table_or_none(p, "centralities.csv")
     rows = []
     for pop in p.populations:
         sub = runs[(runs["arch"] == pop.arch) & (runs["dataset"] == pop.dataset)]
         if len(sub):
             rows.append(q3_row(p, pop, sub, q1, cent, repeats, t_rule, explicit, max_seconds))
     q3 = pd.DataFrame(rows).reindex(columns=Q3_COLUMNS)
-    out = paths.ensure(paths.results_dir(p.name))
-    q3.to_csv(out / "q3.csv", index=False, float_format="%.6g", lineterminator="\n")
+    files.write_table(p, "q3.csv", q3)
     update_metrics(p.name, "q3", q3_metrics(q3))
     return q3
 

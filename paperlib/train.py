@@ -69,19 +69,15 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from . import __version__, data, device as dev, paths
+from . import __version__, data, device as dev, files, paths
 from .models import build_model
 from .profiles import Population, Profile
-from .store import Run, RunStore, atomic_write_bytes, load_tensors, save_tensors
+from .files import RUN_COLUMNS
+from .store import Run, RunStore, load_tensors, save_tensors
 
 TRAIN_VERSION = 2  # bump when a change to this module changes what a run produces
 EVAL_BATCH = 512
 
-RUN_COLUMNS = [
-    "key", "arch", "dataset", "model", "lr", "dropout", "seed", "optimizer", "status", "diverged",
-    "epochs_trained", "early_stop_epoch", "final_acc", "best_acc", "best_epoch", "diverged_epoch",
-    "max_epochs", "train_seconds", "epoch_seconds", "device", "precision",
-]
 SPEC_FIELDS = (
     "dataset", "image_size", "train_limit", "model", "model_kwargs", "lr", "dropout", "seed", "optimizer",
     "momentum", "batch_size", "epochs", "patience", "burn_in", "device", "precision", "threads", "version",
@@ -581,15 +577,14 @@ def train_profile(profile: Profile, engine: str = "process", scheduler: str | No
     Returns
     -------
     pandas.DataFrame
-        one row per run (columns :data:`RUN_COLUMNS`), also written to
+        one row per run (columns :data:`paperlib.files.RUN_COLUMNS`), also written to
         ``results/<profile>/runs.csv``. ``final_acc`` is the test accuracy (%) at the
         early-stopping epoch; seconds are wall-clock times.
     """
     df = train_specs(paths.runs_dir(profile.name), profile_specs(profile, networks), engine=engine,
                      workers=profile.workers, scheduler=scheduler, runs_per_device=profile.runs_per_device,
                      checksums=checksums, desc=f"{profile.name}: networks")
-    out = paths.ensure(paths.results_dir(profile.name)) / "runs.csv"
-    atomic_write_bytes(out, df.to_csv(index=False, float_format="%.6g").encode())
+    files.write_table(profile, "runs.csv", df)
     return df
 
 

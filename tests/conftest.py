@@ -114,6 +114,17 @@ SYNTH_FEATURES = ("deg", "evec", "unroll-deg", "unroll-evec", "B_Wl", "B_What", 
 GRAPH = {"deg", "evec", "unroll-deg", "unroll-evec"}
 
 
+def write_result(path: Path, df: pd.DataFrame) -> None:
+    """Write a (partial) synthetic table as the step that makes it would: every promised column of
+    :data:`paperlib.files.TABLES` present (empty where the test does not set it), in order."""
+    from paperlib import files
+
+    spec = files.TABLES[Path(path).name]
+    cols = list(spec.columns) + [c for c in df.columns if c not in spec.columns]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    df.reindex(columns=cols).to_csv(path, index=False)
+
+
 def synthetic_runs(profile: str = "smoke", n: int = 8, seed: int = 0) -> pd.DataFrame:
     """A ``runs.csv`` of ``n`` networks per population, one of them diverged."""
     rng = np.random.default_rng(seed)
@@ -173,7 +184,7 @@ def synthetic_q2(profile: str = "smoke", seeds: tuple[int, ...] = (0, 1), seed: 
 
 
 def synthetic_q3(profile: str = "smoke") -> pd.DataFrame:
-    from paperlib.timing import Q3_COLUMNS
+    from paperlib.files import Q3_COLUMNS
 
     p = get_profile(profile)
     rows = []
@@ -199,8 +210,8 @@ def tmp_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def synthetic_smoke(tmp_results: Path) -> Path:
     """Synthetic runs.csv, q1.csv, q2.csv and q3.csv of the smoke profile in a temporary results folder."""
     out = paths.ensure(paths.results_dir("smoke"))
-    synthetic_runs().to_csv(out / "runs.csv", index=False)
-    synthetic_q1().to_csv(out / "q1.csv", index=False)
-    synthetic_q2().to_csv(out / "q2.csv", index=False)
-    synthetic_q3().to_csv(out / "q3.csv", index=False)
+    write_result(out / "runs.csv", synthetic_runs())
+    write_result(out / "q1.csv", synthetic_q1())
+    write_result(out / "q2.csv", synthetic_q2())
+    write_result(out / "q3.csv", synthetic_q3())
     return out

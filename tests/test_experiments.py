@@ -11,6 +11,7 @@ import pytest
 
 from paperlib import evaluation, experiments, features, paths
 from paperlib.signatures import TemporalSignature
+from conftest import write_result
 
 from test_features import fake_centralities, make_fake_store, tiny_profile
 
@@ -41,7 +42,7 @@ def tiny_features(tmp_results, tmp_path, monkeypatch):
     runs = make_fake_store(profile)
     # "Small-x2" gets no high network: it cannot be cross-validated and must be skipped
     runs.loc[runs["arch"] == "Small-x2", "final_acc"] = 20.0
-    runs.to_csv(paths.results_dir(profile.name) / "runs.csv", index=False)
+    write_result(paths.results_dir(profile.name) / "runs.csv", runs)
     features.build_profile_features(profile, centralities=fake_centralities)
     return profile
 

@@ -14,7 +14,9 @@ from torch import nn
 from paperlib import features, paths
 from paperlib.profiles import Grid, Population, Profile, Transfer, get_profile
 from paperlib.signatures import aggregate
-from paperlib.store import Run, atomic_write_json, save_tensors
+from paperlib.files import atomic_write_json
+from paperlib.store import Run, save_tensors
+from conftest import write_result
 
 HIDDEN = {"Small": 6, "Small-x2": 12, "Deep": 6, "Deeper": 6}
 
@@ -65,7 +67,7 @@ def make_fake_store(profile: Profile, n_per_pop: int = 12, seed: int = 0) -> pd.
                          "diverged_epoch": trained if diverged else None})
     runs = pd.DataFrame(rows)
     paths.ensure(paths.results_dir(profile.name))
-    runs.to_csv(paths.results_dir(profile.name) / "runs.csv", index=False)
+    write_result(paths.results_dir(profile.name) / "runs.csv", runs)
     return runs
 
 
@@ -238,6 +240,6 @@ def test_a_missing_epoch_of_an_alive_run_is_an_error_naming_it(tiny_store):
 def test_load_population_detects_stale_cache(tiny_store):
     profile, runs = tiny_store
     features.build_profile_features(profile, centralities=fake_centralities)
-    runs.iloc[:-1].to_csv(paths.results_dir("tiny") / "runs.csv", index=False)
+    write_result(paths.results_dir("tiny") / "runs.csv", runs.iloc[:-1])
     with pytest.raises(ValueError, match="do not match"):
         features.load_population(profile, "Deeper")

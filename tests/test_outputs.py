@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from paperlib import paths, tables, timing
+from paperlib import files, paths
 from paperlib.pipeline import STEPS
 from paperlib.profiles import get_profile
 
@@ -34,9 +34,9 @@ CONTRACT_COLUMNS = {
                "threshold", "n_networks", "n_high"],
     "q2.csv": ["transfer", "train_archs", "test_arch", "feature_set", "mode", "classifier", "t", "seed",
                "accuracy", "spearman"],
-    "table1.csv": tables.TABLE1_COLUMNS,
-    "table2.csv": tables.TABLE2_COLUMNS,
-    "q3.csv": timing.Q3_COLUMNS,
+    "table1.csv": files.TABLE1_COLUMNS,
+    "table2.csv": files.TABLE2_COLUMNS,
+    "q3.csv": files.Q3_COLUMNS,
 }
 
 

@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
-from conftest import make_root, pipeline_env, run_pipeline
+from conftest import make_root, pipeline_env, run_pipeline, write_result
 from paperlib import paths, pipeline
 from paperlib.pipeline import (
     PARAMETERS, STEPS, MissingInputError, ParameterError, check_inputs, coerce, declared_parameters,
@@ -232,7 +233,7 @@ def test_an_empty_or_header_only_input_counts_as_missing(bare_root, in_root):
 def test_store_with_an_unfinished_run_counts_as_missing(bare_root, in_root):
     in_root(bare_root)
     out = paths.ensure(paths.results_dir("smoke"))
-    (out / "runs.csv").write_text("key,arch\naaa,LeNet\nbbb,LeNet\n")
+    write_result(out / "runs.csv", pd.DataFrame({"key": ["aaa", "bbb"], "arch": ["LeNet", "LeNet"]}))
     for key, status in (("aaa", "finished"), ("bbb", "running")):
         d = paths.ensure(paths.runs_dir("smoke") / key)
         (d / "meta.json").write_text(json.dumps({"status": status}))
@@ -246,7 +247,7 @@ def test_q3_snapshots_or_the_store(bare_root, in_root):
     in_root(bare_root)
     out = paths.ensure(paths.results_dir("smoke"))
     for name in ("runs.csv", "q1.csv", "centralities.csv"):
-        (out / name).write_text("key,arch\naaa,LeNet\n")
+        write_result(out / name, pd.DataFrame({"key": ["aaa"], "arch": ["LeNet"]}))
     missing = check_inputs("06_q3", "smoke")
     assert len(missing) == len(get_profile("smoke").archs) and all("q3_snapshots" in m.path for m in missing)
     d = paths.ensure(paths.runs_dir("smoke") / "aaa")

@@ -9,6 +9,8 @@ from paperlib.predictor import RunPredictor
 from paperlib.pruning import (SearchData, cross_fit_proba, halving_decisions, median_decisions, search_outcome,
                               simulate, summarise, threshold_decisions)
 
+from conftest import write_result
+
 
 def _hand_data() -> SearchData:
     # epochs 0..3; every run trains 3 epochs; threshold 50: runs 0 and 2 are "high"
@@ -190,7 +192,7 @@ def test_population_study_table_and_figure(tmp_path, monkeypatch):
     (tmp_path / "results" / "x").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="07_early_stopping"):
         pruning.read_early_stopping("x")
-    summary.to_csv(tmp_path / "results" / "x" / "early_stopping.csv", index=False)
+    write_result(tmp_path / "results" / "x" / "early_stopping.csv", summary)
     md = pruning.early_stopping_markdown(pruning.read_early_stopping("x"))
     assert all(label in md for label in pruning.PRUNER_LABELS.values())
     files = pruning.write_fig_early_stopping("x")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from paperlib import paths, timing
+from paperlib import files, paths, timing
 from paperlib.profiles import get_profile
 from paperlib.store import CorruptFileError, RunStore
 
@@ -76,7 +76,7 @@ def test_export_leaves_an_unchanged_file_untouched(store):
 def test_a_snapshot_of_another_architecture_is_refused(store):
     path = timing.export_q3_snapshot(P, POP, store, epoch=2)
     wider = P.population("LeNet-x2")
-    path.rename(timing.q3_snapshot_path("smoke", wider.arch))
+    path.rename(files.q3_snapshot_path("smoke", wider.arch))
     with pytest.raises(ValueError, match="LeNet-x2.pt"):
         timing.load_q3_snapshot(P, wider)
 

@@ -17,7 +17,7 @@ def test_render_reads_metrics(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(paths, "FIGURES", tmp_path / "figures")
     monkeypatch.setattr(paths, "ROOT", tmp_path)
-    from paperlib.metrics import update_metrics
+    from paperlib.files import update_metrics
 
     update_metrics("x", "q1", {"best_deg": 0.8125, "n": 3})
     block = report.render("x")

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from paperlib import figures, paths, tables, timing
+from paperlib import figures, files, paths, published, readings, render, tables, timing
 from paperlib.profiles import get_profile
 
-from conftest import synthetic_q1, synthetic_q2, synthetic_runs
+from conftest import synthetic_q1, synthetic_q2, synthetic_runs, write_result
 
 
 def _q1_rows(**cols):
@@ -49,15 +49,15 @@ def test_mark_best_per_group_with_ties_and_missing():
 
 
 def test_fmt_mean_std():
-    assert tables.fmt_mean_std(0.934, 0.0212) == "0.93 ± 0.02"
-    assert tables.fmt_mean_std(np.nan, 0.1) == "–"
-    assert tables.fmt_mean_std(0.5, np.nan) == "0.50"
+    assert render.fmt_mean_std(0.934, 0.0212) == "0.93 ± 0.02"
+    assert render.fmt_mean_std(np.nan, 0.1) == "–"
+    assert render.fmt_mean_std(0.5, np.nan) == "0.50"
 
 
 def test_latex_escapes_and_bold():
     frame = pd.DataFrame({"a": ["B_Wl"], "b": ["0.90 ± 0.01"], "c": ["50%"]})
     bold = pd.DataFrame({"a": [False], "b": [True], "c": [False]})
-    tex = tables.to_latex(frame, caption="x & y", bold=bold)
+    tex = render.to_latex(frame, caption="x & y", bold=bold)
     assert r"B\_Wl" in tex and r"\textbf{0.90 $\pm$ 0.01}" in tex and r"50\%" in tex and r"x \& y" in tex
     assert tex.count(r"\\") == 2  # header + one row
     assert r"\begin{tabular}{llr}" in tex
@@ -123,9 +123,9 @@ def test_table2_same_dataset_in_paper_profile():
 
 def test_write_table2_files_and_metrics(synthetic_smoke):
     t2 = tables.write_table2("smoke")
-    assert list(t2.columns) == tables.TABLE2_COLUMNS
+    assert list(t2.columns) == files.TABLE2_COLUMNS
     back = pd.read_csv(synthetic_smoke / "table2.csv")
-    assert list(back.columns) == tables.TABLE2_COLUMNS
+    assert list(back.columns) == files.TABLE2_COLUMNS
     assert len(back) == 4 * 2 * 8  # archs x classifiers x feature sets
     md = (synthetic_smoke / "table2.md").read_text()
     assert "**" in md and "paper CIFAR-10 LeNet (ref.)" in md
@@ -143,7 +143,7 @@ def test_write_table2_files_and_metrics(synthetic_smoke):
 def test_table1_ranges_counts_and_paper_columns(synthetic_smoke):
     runs = synthetic_runs()
     t1 = tables.write_table1("smoke", runs)
-    assert list(pd.read_csv(synthetic_smoke / "table1.csv").columns) == tables.TABLE1_COLUMNS
+    assert list(pd.read_csv(synthetic_smoke / "table1.csv").columns) == files.TABLE1_COLUMNS
     lenet = runs[runs["arch"] == "LeNet"]
     ok = lenet[lenet["status"] == "finished"]
     r = t1.set_index("arch").loc["LeNet"]
@@ -158,8 +158,8 @@ def test_table1_ranges_counts_and_paper_columns(synthetic_smoke):
 
 
 def test_published_tables_are_complete():
-    t1 = tables.read_published("table1.csv")
-    t2 = tables.read_published("table2.csv")
+    t1 = files.read_published("table1.csv")
+    t2 = files.read_published("table2.csv")
     assert len(t1) == 8 and len(t2) == 2 * 6 * 6
     # every cell is a number or OOM, never both
     assert (t2["accuracy"].notna() ^ (t2["note"] == "OOM")).all()
@@ -220,10 +220,10 @@ def test_fig3_has_a_row_per_architecture(synthetic_smoke):
 
 def test_describe_texts_read_the_files(synthetic_smoke):
     tables.write_table2("smoke")
-    text = tables.describe_agreement("smoke")
+    text = published.describe_agreement("smoke")
     assert "reference" in text and "LeNet" in text
-    assert "ResNet-14" in tables.describe_q2("smoke")
-    assert "ResNet-14" in tables.describe_q3("smoke")
+    assert "ResNet-14" in readings.describe_q2("smoke")
+    assert "ResNet-14" in published.describe_q3("smoke")
 
 
 def test_missing_input_names_the_notebook(tmp_results):
@@ -263,26 +263,26 @@ def test_fig1_draws_every_node_of_the_rolled_graph(tmp_results):
 
 def test_table2_names_the_architectures_q1_skipped(synthetic_smoke):
     q1 = synthetic_q1()
-    q1[q1["arch"] != "ResNet-14"].to_csv(synthetic_smoke / "q1.csv", index=False)
-    pd.DataFrame({"experiment": ["q1"], "dataset": ["digits"], "arch": ["ResNet-14"], "feature_set": ["deg"],
-                  "mode": ["plain"], "classifier": ["svm"], "reason": ["0 high / 8 low networks"]}
-                 ).to_csv(synthetic_smoke / "q1_skipped.csv", index=False)
+    write_result(synthetic_smoke / "q1.csv", q1[q1["arch"] != "ResNet-14"])
+    write_result(synthetic_smoke / "q1_skipped.csv", pd.DataFrame(
+        {"experiment": ["q1"], "dataset": ["digits"], "arch": ["ResNet-14"], "feature_set": ["deg"],
+         "mode": ["plain"], "classifier": ["svm"], "reason": ["0 high / 8 low networks"]}))
     t2 = tables.write_table2("smoke")
     assert "ResNet-14" not in set(t2["arch"])
     assert "ResNet-14 is not in the table: 0 high / 8 low networks" in (synthetic_smoke / "table2.md").read_text()
-    q1.head(0).to_csv(synthetic_smoke / "q1.csv", index=False)
+    write_result(synthetic_smoke / "q1.csv", q1.head(0))
     with pytest.raises(ValueError, match="0 high / 8 low"):
         tables.write_table2("smoke")
 
 
 def test_fig4_without_rows_says_why(synthetic_smoke):
-    synthetic_q2().head(0).to_csv(synthetic_smoke / "q2.csv", index=False)
-    pd.DataFrame({"experiment": ["q2"], "arch": ["ResNet-14"], "reason": ["fewer than 2 networks of a class"]}
-                 ).to_csv(synthetic_smoke / "q2_skipped.csv", index=False)
+    write_result(synthetic_smoke / "q2.csv", synthetic_q2().head(0))
+    write_result(synthetic_smoke / "q2_skipped.csv", pd.DataFrame(
+        {"experiment": ["q2"], "arch": ["ResNet-14"], "reason": ["fewer than 2 networks of a class"]}))
     fig = figures.fig4("smoke")
     assert "fewer than 2 networks of a class" in fig.axes[0].texts[0].get_text()
     _check_png(paths.figures_dir("smoke") / "fig4.png")
-    assert "fewer than 2 networks" in tables.describe_q2("smoke")
+    assert "fewer than 2 networks" in readings.describe_q2("smoke")
 
 
 def test_table2_paired_test_single_class_and_majority_row():
@@ -306,7 +306,7 @@ def test_table2_paired_test_single_class_and_majority_row():
     assert np.isnan(deg["vs_B_Wl_p"])  # no B_Wl rows
     what = t2[t2["feature_set"] == "B_What"].iloc[0]
     assert what["n_single_class"] == 2 and not what["best"]
-    display, bold = tables.table2_display(t2)
+    display, bold = render.table2_display(t2)
     col = [c for c in display.columns if c.startswith("LeNet")][0]
     cells = dict(zip(display["features"], display[col]))
     assert ">What" in cells["Ours-deg"] and "[1 class 2/2]" in cells["B_What"]

@@ -1,5 +1,6 @@
 """Temporal centralities: node-aligned per snapshot, cached next to the run, recomputed on change."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -11,6 +12,7 @@ from paperlib import centrality, graph, paths, temporal
 from paperlib.profiles import Grid, Population, Profile
 from paperlib.store import RunStore
 from paperlib.train import load_model
+from conftest import write_result
 
 SPEC = {"dataset": "digits", "image_size": 16, "model": "lenet", "model_kwargs": {"width": 0.5},
         "dropout": 0.0, "lr": 0.1, "seed": 0, "optimizer": "sgd", "note": "graph test"}
@@ -86,9 +88,14 @@ def test_compute_profile_writes_table(tmp_path, monkeypatch):
                    model_kwargs={"width": 0.5}),))
     run = _make_run(paths.runs_dir("tiny"), n_epochs=3)
     out = paths.ensure(paths.results_dir("tiny"))
-    pd.DataFrame([{"key": run.key, "arch": "LeNet", "epochs_trained": 2}]).to_csv(out / "runs.csv", index=False)
+    write_result(out / "runs.csv", pd.DataFrame([{"key": run.key, "arch": "LeNet", "epochs_trained": 2}]))
     df = temporal.compute_profile(profile, unrolled=True, workers=1, progress=False)
     assert list(df.columns[:5]) == ["key", "arch", "n_snapshots", "rolled_seconds", "unrolled_seconds"]
-    assert df.loc[0, "n_snapshots"] == 2  # epochs 0..min(t_max=1, 2)
+    assert df.loc[0, "n_snapshots"] == 1  # epochs 1..min(t_max=1, 2): the signatures do not read epoch 0
     assert (out / "centralities.csv").exists()
+    assert list(temporal.load_centralities(run, "unrolled")["epochs"]) == [1]
+    # a profile whose signatures include the initialisation gets epoch 0 as well
+    with_init = dataclasses.replace(profile, include_epoch0=True)
+    df = temporal.compute_profile(with_init, unrolled=True, workers=1, progress=False)
+    assert df.loc[0, "n_snapshots"] == 2
     assert list(temporal.load_centralities(run, "unrolled")["epochs"]) == [0, 1]

@@ -352,15 +352,15 @@ def test_store_files_follow_the_umask(tmp_path, monkeypatch, umask, mode):
     import os
     import stat
 
-    from paperlib import store
+    from paperlib import files
 
-    monkeypatch.setattr(store, "_UMASK", None)
+    monkeypatch.setattr(files, "_UMASK", None)
     old = os.umask(umask)
     try:
         meta = train.train_run(tmp_path, tiny_spec(epochs=1))
     finally:
         os.umask(old)
-        store._UMASK = None
+        files._UMASK = None
     run = RunStore(tmp_path).get(meta["key"])
     for path in [run.snapshot_path(0), run.snapshot_path(1), run.meta_path, run.dir / "spec.json"]:
         assert stat.S_IMODE(path.stat().st_mode) == mode, path

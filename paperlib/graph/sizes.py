@@ -29,7 +29,7 @@ def write_size_table(profile) -> "Any":
     """
     import pandas as pd
 
-    from .. import data, models, paths
+    from .. import data, files, models
 
     rows = []
     for pop in profile.populations:
@@ -46,6 +46,5 @@ def write_size_table(profile) -> "Any":
             "unrolled_over_rolled_edges": u.n_edges / max(r.n_edges, 1),
         })
     df = pd.DataFrame(rows)
-    out = paths.ensure(paths.results_dir(profile.name)) / "graph_sizes.csv"
-    df.to_csv(out, index=False)
+    files.write_table(profile, "graph_sizes.csv", df)
     return df
