@@ -13,10 +13,12 @@ both classes.
 from __future__ import annotations
 
 import pickle
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -96,14 +98,15 @@ print(runs.groupby("arch")["final_acc"].agg(["min", "max"]).to_string())
 
 
 @pytest.fixture(scope="module")
-def paper_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+def paper_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
     base = tmp_path_factory.mktemp("paper")
     write_cifar10(base / "data")
     write_tiny_imagenet(base / "data")
     root = make_root(base / "root")
     env = pipeline_env(root) | {"PAPERLIB_DATA": str(base / "data"), "PAPERLIB_VERIFY_DATA": "0",
                                 "PAPERLIB_QUIET": "1"}
-    return root, env
+    yield root, env
+    shutil.rmtree(root / "results" / "paper" / "store", ignore_errors=True)  # ~7 GB of full-width snapshots
 
 
 def test_shrunk_paper_profile_keeps_its_architectures_and_grid():
