@@ -298,8 +298,8 @@ def write_table2(profile: Profile | str, mode: str = "plain") -> pd.DataFrame:
     ]
     ours_only = published.without_counterpart(list(dict.fromkeys(t2["feature_set"])))
     if ours_only:
-        notes.append(", ".join(f"`{FEATURE_LABELS.get(f, f)}`" for f in ours_only)
-                     + " have no counterpart in the paper (`learning curve`: test accuracy of epochs 1..t).")
+        notes.append(", ".join(f"`{FEATURE_LABELS.get(f, f)}`" for f in ours_only) + " have no counterpart in the paper"
+                     + (" (`learning curve`: test accuracy of epochs 1..t)." if "learning-curve" in ours_only else "."))
     for arch, reason in missing.items():
         notes.append(f"{arch} is not in the table: {reason}.")
     if (t2["paper_dataset"] != "").any() and not t2.loc[t2["paper_dataset"] != "", "same_dataset"].all():
