@@ -1,9 +1,13 @@
-# Two commands do all set-up on a fresh machine (Python 3.11+ with pip):
+# Two commands do all set-up on a fresh machine (CPython 3.11 with pip, Linux x86-64):
 #   make reproduce [PROFILE=default|smoke|paper]   run the whole pipeline
 #   make test                                      run the test suite (writes only into temporary folders)
-# and two more are for readers:
+# and more are for readers and maintainers:
+#   make verify                                    check the committed default results in minutes
 #   make lab                                       JupyterLab at the repository root
+#   make lock [UPGRADE=--upgrade]                  regenerate requirements-lock.txt from pyproject.toml
 #   make floor-env                                 the declared floor versions in a fresh venv, then the tests
+# The venv is installed from requirements-lock.txt (every package at one version, hashes checked);
+# LOCK= (empty) installs pyproject.toml's ranges instead, for platforms the lock does not cover.
 PYTHON ?= python3
 VENV ?= .venv
 PROFILE ?= default
@@ -13,13 +17,28 @@ FLOOR ?= .venv-floor
 # e.g. FLOOR_PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu" for CPU-only torch wheels
 FLOOR_PIP_ARGS ?=
 
-.PHONY: reproduce test install clean-smoke lab floor-env
+.PHONY: reproduce test verify install lock clean-smoke lab floor-env
 
-$(VENV)/.installed: pyproject.toml
+LOCK ?= requirements-lock.txt
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
+UPGRADE ?=
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
+ifneq ($(strip $(LOCK)),)
+	@$(PYTHON) -c 'import platform, sys; ok = sys.version_info[:2] == (3, 11) and platform.system() == "Linux" and platform.machine() == "x86_64"; sys.exit(0 if ok else f"$(LOCK) pins CPython 3.11 on Linux x86-64; this is Python {platform.python_version()} on {platform.system()} {platform.machine()}. Run with PYTHON=python3.11, or LOCK= to install the ranges of pyproject.toml (numbers then not promised bit-identical to the committed ones)")'
+endif
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet pip==$(PIP_VERSION)
+ifneq ($(strip $(LOCK)),)
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
+	$(PY) -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' $(LOCK) > $@
+else
 	$(PY) -m pip install --quiet -e '.[test]'
-	touch $@
+	echo unlocked > $@
+endif
 
 install: $(VENV)/.installed
 
@@ -29,6 +48,19 @@ reproduce: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q $(ARGS)
+
+# Retrains a sample of the committed default networks, recomputes their features, reruns 04-07 from
+# the committed features in a temporary root and compares everything with the committed files.
+verify: $(VENV)/.installed
+	$(PY) -m paperlib.verify $(ARGS)
+
+# The lock, from pyproject.toml (test extra included), for CPython 3.11 on Linux x86-64; existing
+# pins are kept unless UPGRADE=--upgrade (or --upgrade-package NAME).
+lock:
+	test -x .venv-lock/bin/uv || ($(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet uv==$(UV_VERSION))
+	.venv-lock/bin/uv pip compile pyproject.toml --extra test --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" --quiet $(UPGRADE) \
+		-o requirements-lock.txt
 
 # At the repository root, so results/executed/ and figures/ are in reach; the kernels import this
 # checkout's paperlib (PYTHONPATH), whatever else is installed.
@@ -41,7 +73,7 @@ floor-env:
 	$(FLOOR)/bin/python -m pip install --quiet --upgrade pip
 	$(FLOOR)/bin/python tests/test_environment.py --floor-constraints > $(FLOOR)/constraints.txt
 	$(FLOOR)/bin/python -m pip install $(FLOOR_PIP_ARGS) -c $(FLOOR)/constraints.txt -e '.[test]'
-	$(FLOOR)/bin/python -m pytest -q $(ARGS)
+	PAPERLIB_FLOOR_ENV=1 $(FLOOR)/bin/python -m pytest -q $(ARGS)
 
 clean-smoke:
 	rm -rf results/smoke figures/smoke results/executed/smoke

@@ -4,6 +4,7 @@
 One module per step of the pipeline:
 
 ==================  ===========================================================
+``kernels``         the CPU kernels numpy, scipy and torch run, pinned to one class (x86-64-v3)
 ``paths``           every path the project reads or writes
 ``profiles``        smoke / default / paper: plain data every notebook reads
 ``data``            datasets (digits, CIFAR-10, Tiny-ImageNet), on the training device
@@ -38,3 +39,9 @@ One module per step of the pipeline:
 """
 
 __version__ = "0.1.0"
+
+# Before numpy, scipy or torch load (any paperlib module imports them): their CPU kernels are
+# chosen from the environment when they load, so the pin must come first (paperlib.kernels).
+from . import kernels as _kernels  # noqa: E402
+
+_kernels.pin()

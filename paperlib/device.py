@@ -96,7 +96,14 @@ def deterministic_pools(model: nn.Module) -> nn.Module:
 
 @contextlib.contextmanager
 def run_context(device: str, threads: int) -> Iterator[None]:
-    """Threads fixed to ``threads``, deterministic algorithms on; both restored afterwards."""
+    """Threads fixed to ``threads``, deterministic algorithms on; both restored afterwards.
+
+    Refuses (:class:`paperlib.kernels.KernelError`) to run when torch or numpy already chose other
+    CPU kernels than the pinned ones.
+    """
+    from . import kernels
+
+    kernels.check("training")
     if device == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     old_threads = torch.get_num_threads()

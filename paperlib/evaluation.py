@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -71,6 +70,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
+from . import kernels
 from .features import PopulationFeatures, feature_set
 
 try:  # the routine SVC itself calls; see _BinarySVC
@@ -528,8 +528,11 @@ def _transform(task: Task, f: PopulationFeatures, mask: np.ndarray, t: int) -> n
 
 @contextlib.contextmanager
 def single_thread():
-    """One BLAS thread (tiny matrices: threads only add overhead, and workers run side by side) and no
-    re-validation of features already checked finite. Warnings are not touched here."""
+    """One BLAS thread (tiny matrices: threads only add overhead, and workers run side by side; the
+    split of a product across threads would change its bits) and no re-validation of features
+    already checked finite. Refuses to start unless numpy and OpenBLAS run the pinned kernels
+    (:func:`paperlib.kernels.check`). Warnings are not touched here."""
+    kernels.check("evaluation")
     with threadpool_limits(1), sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         yield
 
@@ -550,7 +553,6 @@ def run_task(task: Task) -> list[dict[str, Any]]:
                 Z_te = _transform(task, task.test, m_te, t)
                 y_te = task.test.labels[m_te]
             for seed in task.seeds:
-                t0 = time.perf_counter()
                 counter = FitCounter()
                 if task.test is None:
                     res = nested_cv(Z, y, groups, final_acc, task.classifier, seed, task.n_folds, counter)
@@ -571,8 +573,7 @@ def run_task(task: Task) -> list[dict[str, Any]]:
                     "n_decided": n_dec, "n_train": len(y), "n_high_train": int(y.sum()),
                     "n_decided_train": n_decided_train, "n_configurations": int(len(np.unique(groups))),
                     "n_folds": task.n_folds if task.test is None else 0, "inner_folds": INNER_FOLDS,
-                    "n_fits": counter.fits, "n_not_converged": counter.not_converged,
-                    "seconds": time.perf_counter() - t0})
+                    "n_fits": counter.fits, "n_not_converged": counter.not_converged})
     return rows
 
 
@@ -580,7 +581,7 @@ ROW_KEYS = ["experiment", "transfer", "train_archs", "dataset", "arch", "feature
             "seed", "accuracy", "balanced_accuracy", "majority_accuracy", "single_class", "spearman", "params",
             "fold_accuracy", "fold_sizes", "threshold", "n_networks", "n_high", "n_decided", "n_train",
             "n_high_train", "n_decided_train", "n_configurations", "n_folds", "inner_folds", "n_fits",
-            "n_not_converged", "seconds"]
+            "n_not_converged"]
 
 
 def run_tasks(tasks: Sequence[Task], n_jobs: int = 2, desc: str = "tasks") -> list[dict[str, Any]]:

@@ -28,7 +28,6 @@ in ``metrics.json`` (``q1.protocol.svm_every_t`` / ``mlp_every_t``).
 
 from __future__ import annotations
 
-import time
 import warnings
 from typing import Any
 
@@ -160,7 +159,6 @@ def run_q1(profile: Profile, n_jobs: int = N_JOBS, full: bool = False) -> pd.Dat
     ``q1_skipped.csv``, and the headline numbers to the ``q1`` section of ``metrics.json``.
     Nothing is written when no task can run (the inputs are then degenerate).
     """
-    t0 = time.perf_counter()
     p = plan(profile, "q1", full)
     if not p.tasks:
         raise ValueError(f"profile {profile.name!r}: no Q1 combination can be evaluated: "
@@ -173,7 +171,7 @@ def run_q1(profile: Profile, n_jobs: int = N_JOBS, full: bool = False) -> pd.Dat
     skipped = files.write_table(profile, "q1_skipped.csv", _skipped_frame(p.skipped))
     if p.skipped:
         warnings.warn(f"Q1 skipped {len(p.skipped)} combination(s); see {skipped}", stacklevel=2)
-    update_metrics(profile.name, "q1", q1_headline(profile, df, time.perf_counter() - t0, len(p.skipped), full))
+    update_metrics(profile.name, "q1", q1_headline(profile, df, len(p.skipped), full))
     return df
 
 
@@ -198,10 +196,9 @@ def protocol(profile: Profile, full: bool = False) -> dict[str, Any]:
             "mlp_sweep_t": "all" if full else f"every {MLP_SWEEP_STEP}nd t from 1, and the last"}
 
 
-def q1_headline(profile: Profile, df: pd.DataFrame, seconds: float, n_skipped: int,
-                full: bool = False) -> dict[str, Any]:
+def q1_headline(profile: Profile, df: pd.DataFrame, n_skipped: int, full: bool = False) -> dict[str, Any]:
     """Per architecture, at its last t: mean and spread over fold seeds of every feature set (plain mode)."""
-    out: dict[str, Any] = {"seconds": round(seconds, 1), "n_rows": int(len(df)), "n_skipped": n_skipped,
+    out: dict[str, Any] = {"n_rows": int(len(df)), "n_skipped": n_skipped,
                            "protocol": protocol(profile, full), "fits": _fit_summary(df), "per_arch": {}}
     for arch, g in df.groupby("arch", sort=False):
         last = g[g["t"] == g["t"].max()]
@@ -221,7 +218,6 @@ def run_q2(profile: Profile, n_jobs: int = N_JOBS, full: bool = False) -> pd.Dat
     t and seed; columns :data:`Q2_COLUMNS`), the skipped combinations to ``q2_skipped.csv``
     and the ``q2`` section of ``metrics.json``.
     """
-    t0 = time.perf_counter()
     p = plan(profile, "q2", full)
     rows = run_tasks(p.tasks, n_jobs, "Q2")
     df = pd.DataFrame(rows, columns=ROW_KEYS).rename(columns={
@@ -230,14 +226,14 @@ def run_q2(profile: Profile, n_jobs: int = N_JOBS, full: bool = False) -> pd.Dat
                                     kind="stable").reset_index(drop=True)
     files.write_table(profile, "q2.csv", df)
     files.write_table(profile, "q2_skipped.csv", _skipped_frame(p.skipped))
-    update_metrics(profile.name, "q2", q2_headline(df, time.perf_counter() - t0, len(p.skipped)) | {
+    update_metrics(profile.name, "q2", q2_headline(df, len(p.skipped)) | {
         "protocol": protocol(profile, full)})
     return df
 
 
-def q2_headline(df: pd.DataFrame, seconds: float, n_skipped: int) -> dict[str, Any]:
+def q2_headline(df: pd.DataFrame, n_skipped: int) -> dict[str, Any]:
     """Per transfer, at its last t: mean and spread over seeds of every feature set (plain mode)."""
-    out: dict[str, Any] = {"seconds": round(seconds, 1), "n_rows": int(len(df)), "n_skipped": n_skipped,
+    out: dict[str, Any] = {"n_rows": int(len(df)), "n_skipped": n_skipped,
                            "fits": _fit_summary(df) if len(df) else {}, "per_transfer": {}}
     for transfer, g in df.groupby("transfer", sort=False):
         last = g[g["t"] == g["t"].max()]

@@ -19,6 +19,7 @@ keeps three promises:
 file (under results/<p>/)      written   read by
 =============================  ========  =================================================
 ``runs.csv``                   01        02, 03, 06, 07, Table 1
+``snapshots.csv``              01        ``make verify`` (:mod:`paperlib.verify`)
 ``overrides.json``             01        every later step (:func:`read_overrides`)
 ``table1.csv``                 01        the README's report
 ``centralities.csv``           02        06 (cross-check of the timings)
@@ -32,7 +33,16 @@ file (under results/<p>/)      written   read by
 ``q3_snapshots/<arch>.pt``     06        06 on a fresh clone (:func:`write_q3_snapshot`)
 ``early_stopping.csv``         07        the README's report
 ``metrics.json``               01-07     the README's report (:func:`update_metrics`)
+``timings/<table>``            01-03     06, the README (:data:`Table.timings`)
 =============================  ========  =================================================
+
+**Numbers apart from seconds.** A table holds only what the computation decides, so that a rerun
+that reproduces it writes the same bytes. Where a step also measures wall-clock time, the
+seconds go to ``timings/<table>`` beside it, keyed by the table's key columns
+(:attr:`Table.timings`, :attr:`Table.key`): :func:`write_table` splits the frame, and
+:func:`read_table` joins the seconds back (NaN when the timings file is not there). Steps 04, 05
+and 07 record no seconds but their duration in the manifest. ``q3.csv`` (and Fig. 5) *are* a
+measurement of the machine that ran 06.
 
 The run store (one directory per trained network: snapshots, checkpoints, cached
 centralities) is :mod:`paperlib.store`; it writes with the same primitives. The paper's own
@@ -183,13 +193,25 @@ class Table:
     texts: Sequence[str] = ()
     float_format: str | None = None
     exact: bool = True
+    #: measured columns (wall-clock seconds, cache hits), written to ``timings/<name>`` with the
+    #: :attr:`key` columns; ``timing_suffixes`` names further ones by their ending
+    timings: Sequence[str] = ()
+    key: Sequence[str] = ()
+    timing_suffixes: tuple[str, ...] = ()
+
+    def measured(self, columns: Sequence[str]) -> list[str]:
+        """The measured columns among ``columns``."""
+        return [c for c in columns if c not in self.key and (
+            c in self.timings or (self.timing_suffixes and c.endswith(self.timing_suffixes)))]
 
 
 RUN_COLUMNS = [
     "key", "arch", "dataset", "model", "lr", "dropout", "seed", "optimizer", "status", "diverged",
     "epochs_trained", "early_stop_epoch", "final_acc", "best_acc", "best_epoch", "diverged_epoch",
-    "max_epochs", "train_seconds", "epoch_seconds", "device", "precision",
+    "max_epochs", "train_seconds", "epoch_seconds", "device", "precision", "isa",
 ]
+#: the SHA-256 of every snapshot of every run (what ``make verify`` compares retrained snapshots with)
+SNAPSHOT_COLUMNS = ["key", "arch", "epoch", "bytes", "sha256"]
 CENTRALITY_COLUMNS = ["key", "arch", "n_snapshots", "rolled_seconds", "unrolled_seconds"]
 GRAPH_SIZE_COLUMNS = ["arch", "model", "dataset", "image_size", "rolled_nodes", "rolled_edges", "rolled_bytes",
                       "unrolled_nodes", "unrolled_edges", "unrolled_bytes", "unrolled_over_rolled_edges"]
@@ -203,13 +225,13 @@ Q1_COLUMNS = [
     "dataset", "arch", "feature_set", "mode", "classifier", "t", "fold_seed", "accuracy",
     "balanced_accuracy", "majority_accuracy", "single_class", "spearman", "threshold", "n_networks",
     "n_high", "n_decided", "n_configurations", "n_folds", "inner_folds", "params", "fold_accuracy",
-    "fold_sizes", "n_fits", "n_not_converged", "seconds",
+    "fold_sizes", "n_fits", "n_not_converged",
 ]
 Q2_COLUMNS = [
     "transfer", "train_archs", "test_arch", "feature_set", "mode", "classifier", "t", "seed",
     "accuracy", "balanced_accuracy", "majority_accuracy", "single_class", "spearman", "n_train",
     "n_high_train", "n_decided_train", "n_test", "n_high_test", "n_decided", "test_threshold", "params",
-    "n_fits", "n_not_converged", "seconds",
+    "n_fits", "n_not_converged",
 ]
 SKIP_COLUMNS = ["experiment", "dataset", "arch", "feature_set", "mode", "classifier", "t", "reason"]
 Q3_COLUMNS = [
@@ -248,14 +270,18 @@ EARLY_STOPPING_COLUMNS = [
     "dataset", "arch", "pruner", "n_networks", "n_high", "n_trials", "n_repeats", "n_folds", "t_min",
     "t_max", "stop_below", "compute_mean", "compute_std", "saved_pct", "regret_mean", "regret_std",
     "regret_p90", "no_regret_share", "high_stopped_mean", "low_stopped_mean", "best_stopped_share",
-    "epochs_mean", "epochs_none_mean", "best_none_mean", "seconds",
+    "epochs_mean", "epochs_none_mean", "best_none_mean",
 ]
 
 TABLES: dict[str, Table] = {t.name: t for t in [
-    Table("runs.csv", RUN_COLUMNS, bools=("diverged",), texts=("status",), float_format="%.6g"),
-    Table("centralities.csv", CENTRALITY_COLUMNS, exact=False),
+    Table("runs.csv", RUN_COLUMNS, bools=("diverged",), texts=("status",), float_format="%.6g",
+          timings=("train_seconds", "epoch_seconds"), key=("key",)),
+    Table("snapshots.csv", SNAPSHOT_COLUMNS),
+    Table("centralities.csv", CENTRALITY_COLUMNS, exact=False, timings=("rolled_seconds", "unrolled_seconds"),
+          key=("key",), timing_suffixes=("_seconds", "_cached")),
     Table("graph_sizes.csv", GRAPH_SIZE_COLUMNS),
-    Table("features.csv", FEATURE_INDEX_COLUMNS, texts=("reason", "source")),
+    Table("features.csv", FEATURE_INDEX_COLUMNS, texts=("reason", "source"),
+          timings=("seconds", "seconds_per_network"), key=("dataset", "arch", "feature_set")),
     Table("q1.csv", Q1_COLUMNS, bools=("single_class",), texts=("params", "fold_accuracy", "fold_sizes")),
     Table("q2.csv", Q2_COLUMNS, bools=("single_class",), texts=("params",)),
     Table("q1_skipped.csv", SKIP_COLUMNS, texts=("reason",)),
@@ -302,8 +328,34 @@ def write_table(profile: Any, name: str, df: pd.DataFrame) -> Path:
         raise ValueError(f"{paths.relative(path)}: refusing to write a table without its columns {missing}")
     if spec.exact:
         df = df[list(spec.columns)]
+    measured = spec.measured(df.columns)
+    if measured:
+        atomic_write_bytes(timings_path(profile, name), df[[*spec.key, *measured]].to_csv(
+            index=False, float_format="%.6g", lineterminator="\n").encode())
+        df = df.drop(columns=measured)
     atomic_write_bytes(path, df.to_csv(index=False, float_format=spec.float_format, lineterminator="\n").encode())
     return path
+
+
+def timings_path(profile: Any, name: str) -> Path:
+    """``results/<profile>/timings/<name>``: the measured seconds of table ``name`` (:attr:`Table.timings`)."""
+    return result_path(profile, "timings") / name
+
+
+def _join_timings(spec: Table, profile: Any, df: pd.DataFrame) -> pd.DataFrame:
+    """The seconds of ``timings/<name>`` joined back on the key columns (NaN where not recorded)."""
+    path = timings_path(profile, spec.name)
+    if not path.exists():
+        df = df.assign(**{c: np.nan for c in spec.timings})
+        return df[[c for c in spec.columns] + [c for c in df.columns if c not in spec.columns]]
+    timed = pd.read_csv(path)
+    bad = [c for c in (*spec.key, *spec.timings) if c not in timed.columns]
+    if bad:
+        raise ValueError(f"{path}: columns {bad} missing{_writer_hint(spec.name).replace(' first', ' again')}")
+    joined = df.merge(timed.drop_duplicates(list(spec.key), keep="last"), on=list(spec.key), how="left",
+                      validate="many_to_one")
+    order = [c for c in spec.columns if c in joined.columns]
+    return joined[order + [c for c in joined.columns if c not in order]]
 
 
 def read_table(profile: Any, name: str) -> pd.DataFrame:
@@ -320,10 +372,12 @@ def read_table(profile: Any, name: str) -> pd.DataFrame:
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise CorruptFileError(f"{path}: not a readable CSV ({exc}){_writer_hint(name).replace(' first', ' again')}"
                                ) from exc
-    missing = [c for c in spec.columns if c not in df.columns]
+    missing = [c for c in spec.columns if c not in df.columns and c not in spec.timings]
     if missing:
         raise ValueError(f"{path}: columns {missing} missing (written by an older version?)"
                          f"{_writer_hint(name).replace(' first', ' again')}")
+    if spec.timings:
+        df = _join_timings(spec, profile, df.drop(columns=spec.measured(df.columns)))
     for c in spec.bools:
         df[c] = parse_bool(df[c])
     for c in spec.texts:
@@ -331,6 +385,11 @@ def read_table(profile: Any, name: str) -> pd.DataFrame:
     if name == "runs.csv":
         df["diverged"] = diverged(df)
     return df
+
+
+def read_cells(path: Path) -> pd.DataFrame:
+    """Any CSV with every cell as the text it holds (no parsing): what exact comparisons read."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def read_table_or_none(profile: Any, name: str) -> pd.DataFrame | None:

@@ -32,7 +32,9 @@ declared outputs must exist and be non-empty, or the step counts as failed.
 ``--only 04_q1`` updates the record of 04 and keeps the others), its parameters, start, end and
 seconds, and for the latest invocation the effective profile (:func:`paperlib.profiles.
 effective_profile`: the profile plus the overrides 01_train recorded), the command, git commit,
-package versions and machine. Its ``status`` is ``running`` while the runner works, then ``ok``,
+package versions, the lock's SHA-256 and whether the installed packages are the locked ones
+(:func:`paperlib.lock.status`), and the machine with its CPU kernel class
+(:func:`paperlib.kernels.isa_class`). Its ``status`` is ``running`` while the runner works, then ``ok``,
 ``failed`` or ``interrupted`` (Ctrl-C, SIGTERM, SIGHUP). A runner killed with SIGKILL cannot
 write; :func:`read_manifest` reports such a record (``running``, but its process is gone) as
 ``interrupted``.
@@ -109,12 +111,14 @@ FEATURES = (Input(R + "features.csv"), Input(R + "features/{arch}.npz"))
 
 STEPS: tuple[Step, ...] = (
     Step("01_train", "Train populations, snapshot every epoch; Table 1",
-         (R + "runs.csv", R + "table1.csv", R + "table1.md", R + "overrides.json", "{store}/runs")),
+         (R + "runs.csv", R + "snapshots.csv", R + "timings/runs.csv", R + "table1.csv", R + "table1.md",
+          R + "overrides.json", "{store}/runs")),
     Step("02_graph", "Rolled and unrolled graphs, centralities of every snapshot (S1, S2)",
-         (R + "centralities.csv", R + "graph_sizes.csv", F + "fig1.png", F + "fig1.pdf"),
+         (R + "centralities.csv", R + "timings/centralities.csv", R + "graph_sizes.csv", F + "fig1.png",
+          F + "fig1.pdf"),
          (RUNS, STORE_RUNS)),
     Step("03_features", "Graph signatures, baselines and the learning-curve baseline (S3)",
-         (R + "features.csv", R + "features/{arch}.npz"),
+         (R + "features.csv", R + "timings/features.csv", R + "features/{arch}.npz"),
          (RUNS, STORE_RUNS, Input(R + "centralities.csv"))),
     Step("04_q1", "Q1: performance prediction per architecture; Table 2, Figure 3",
          (R + "q1.csv", R + "q1_skipped.csv", R + "table2.csv", R + "table2.md", R + "table2.tex", F + "fig3.png",
@@ -125,7 +129,8 @@ STEPS: tuple[Step, ...] = (
          (RUNS, *FEATURES, Input(R + "q1.csv"))),
     Step("06_q3", "Q3: cost of the graph features next to training; Figure 5",
          (R + "q3.csv", R + "q3_snapshots/{arch}.pt", F + "fig5.png", F + "fig5.pdf"),
-         (RUNS, Input(R + "q1.csv"), Input(R + "centralities.csv"),
+         (RUNS, Input(R + "q1.csv"), Input(R + "centralities.csv"), Input(R + "timings/runs.csv"),
+          Input(R + "timings/centralities.csv"),
           Input(R + "q3_snapshots/{arch}.pt", alternatives=(STORE_RUNS,),
                 made_by="06_q3 itself, from the run store that 01_train makes"))),
     Step("07_early_stopping", "Beyond the paper: stopping bad runs early, and what it saves",
@@ -325,6 +330,11 @@ def _expand(template: str, profile: str, archs: Sequence[str]) -> list[Path]:
     return [Path(n) if Path(n).is_absolute() else paths.ROOT / n for n in names]
 
 
+def expand_templates(template: str, profile: str) -> list[Path]:
+    """The paths a declared input or output template stands for, for every population of ``profile``."""
+    return _expand(template, profile, _profile(profile).archs)
+
+
 def _file_problem(path: Path) -> str | None:
     """Why ``path`` is not a usable input, or None."""
     if not path.exists():
@@ -496,17 +506,21 @@ def provenance() -> dict[str, Any]:
             gpu = torch.cuda.get_device_name(0)
     except Exception:  # pragma: no cover - torch import problems are reported elsewhere
         pass
+    from . import kernels, lock
+
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
         "python": sys.version.split()[0],
         "packages": versions,
+        "lock": lock.status(),
         "machine": {
             "platform": platform.platform(),
             "processor": platform.machine(),
             "cpu_count": os.cpu_count(),
             "gpu": gpu,
+            "isa": kernels.isa_class(),
         },
     }
 

@@ -52,7 +52,6 @@ Choices stated here once:
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -62,7 +61,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 from threadpoolctl import threadpool_limits
 
-from . import files, paths
+from . import files, kernels, paths
 from .predictor import PREDICTOR_KINDS, RunPredictor, alive_matrix, fit_population, population_array
 from .files import EARLY_STOPPING_COLUMNS as SUMMARY_COLUMNS, atomic_write_text
 
@@ -359,6 +358,7 @@ def run_population(feats: Any, pop: Any, n_repeats: int = 200, n_trials: int = 0
     Runs with one BLAS thread: the fits are tiny, and threads only add contention (16x slower on 2
     busy cores).
     """
+    kernels.check("the simulated searches")
     with threadpool_limits(1):
         return _run_population(feats, pop, n_repeats, n_trials, n_folds, n_fold_seeds, stop_below, t_min, C,
                                n_startup, min_resource, reduction_factor, seed)
@@ -366,7 +366,6 @@ def run_population(feats: Any, pop: Any, n_repeats: int = 200, n_trials: int = 0
 
 def _run_population(feats, pop, n_repeats, n_trials, n_folds, n_fold_seeds, stop_below, t_min, C, n_startup,
                     min_resource, reduction_factor, seed) -> tuple[pd.DataFrame, dict[str, str]]:
-    t0 = time.perf_counter()
     data = search_data(feats)
     ts = decision_window(feats, pop, t_min)
     if not ts:
@@ -396,8 +395,7 @@ def _run_population(feats, pop, n_repeats, n_trials, n_folds, n_fold_seeds, stop
     summary.insert(1, "arch", feats.arch)
     summary = summary.assign(n_networks=n, n_high=int(data.labels.sum()),
                              n_trials=n if n_trials <= 0 else min(n_trials, n), n_repeats=n_repeats, n_folds=n_folds,
-                             t_min=ts[0], t_max=ts[-1], stop_below=stop_below,
-                             seconds=time.perf_counter() - t0)
+                             t_min=ts[0], t_max=ts[-1], stop_below=stop_below)
     return summary[SUMMARY_COLUMNS], skipped
 
 
@@ -462,6 +460,7 @@ def run_early_stopping(profile: Any, n_repeats: int = 200, n_trials: int = 0, n_
         shape = (int(DATASETS[pop.dataset].in_channels), int(side), int(side)) if side else None
         for kind in PREDICTOR_KINDS:
             if kind not in why:
+                kernels.check("the early-stopping predictor")
                 with threadpool_limits(1):
                     fitted.append((pop.arch, kind, fit_population(feats, kind, t_max=ts[-1], t_min=ts[0], C=C,
                                                                   input_shape=shape)))

@@ -2,15 +2,17 @@
 
 A *run* is one network trained from one specification (:func:`run_spec`): dataset, image
 size, model and its keyword arguments, learning rate, dropout, seed, optimizer, batch size,
-maximum epochs, patience, burn-in, device, precision, threads and :data:`TRAIN_VERSION`. The
+maximum epochs, patience, burn-in, device, precision, threads, the CPU kernels' instruction-set
+class (:func:`paperlib.kernels.isa_class`) and :data:`TRAIN_VERSION`. The
 specification is profile-independent and hashed by :func:`paperlib.store.spec_key` into the
 run's directory name, so the same network is never trained twice, and stores of several machines
-merge by copying directories without mixing runs whose numbers could differ (device and
-precision are in the key; see :mod:`paperlib.device`).
+merge by copying directories without mixing runs whose numbers could differ (device, precision
+and kernel class are in the key; see :mod:`paperlib.device` and :mod:`paperlib.kernels`).
 
 :func:`train_run` trains one network, deterministically and bit-identically whatever the machine:
 inside the run, torch uses ``spec["threads"]`` intra-op threads (1 in every profile) whatever
-the process had, deterministic algorithms, ``torch.manual_seed(seed)`` before building the model
+the process had, deterministic algorithms, the pinned CPU kernels (:mod:`paperlib.kernels`;
+checked before the run starts), ``torch.manual_seed(seed)`` before building the model
 (on the CPU, so the initial weights are the same on every device), and a ``torch.Generator``
 seeded with ``seed`` on the training device for the shuffling and the augmentation. The data are
 one tensor per split on the device (:func:`paperlib.data.load_tensors`), augmented and normalised
@@ -69,18 +71,18 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from . import __version__, data, device as dev, files, paths
+from . import __version__, data, device as dev, files, kernels, paths
 from .models import build_model
 from .profiles import Population, Profile
 from .files import RUN_COLUMNS
 from .store import Run, RunStore, load_tensors, save_tensors
 
-TRAIN_VERSION = 2  # bump when a change to this module changes what a run produces
+TRAIN_VERSION = 3  # bump when a change to this module changes what a run produces (3: pinned CPU kernels)
 EVAL_BATCH = 512
 
 SPEC_FIELDS = (
     "dataset", "image_size", "train_limit", "model", "model_kwargs", "lr", "dropout", "seed", "optimizer",
-    "momentum", "batch_size", "epochs", "patience", "burn_in", "device", "precision", "threads", "version",
+    "momentum", "batch_size", "epochs", "patience", "burn_in", "device", "precision", "threads", "isa", "version",
 )
 
 
@@ -114,6 +116,7 @@ def run_spec(profile: Profile, pop: Population, lr: float, dropout: float, seed:
         "device": dev.resolve_device(profile.device),
         "precision": dev.check_precision(profile.precision),
         "threads": int(profile.threads),
+        "isa": kernels.isa_class(),
         "version": TRAIN_VERSION,
     }
 
@@ -154,6 +157,10 @@ def check_spec(spec: dict[str, Any]) -> None:
         raise ValueError(f"paperlib.train: spec device={spec['device']!r} must be resolved to 'cpu' or "
                          "'cuda' (paperlib.device.resolve_device)")
     dev.check_precision(spec["precision"])
+    if spec["isa"] != kernels.isa_class():
+        raise ValueError(f"paperlib.train: spec isa={spec['isa']!r} but this machine's CPU kernels are "
+                         f"{kernels.isa_class()!r} (paperlib.kernels): its snapshots would not be the ones "
+                         "that key promises; train it on a machine of that class")
     if spec["version"] != TRAIN_VERSION:
         raise ValueError(f"paperlib.train: spec version {spec['version']} is not this trainer's {TRAIN_VERSION}")
 
@@ -331,7 +338,7 @@ def _train(run: Run, spec: dict[str, Any], data_root: Path | str | None, progres
     opt = _make_optimizer(spec, model.parameters())
     gen = torch.Generator(device=device).manual_seed(spec["seed"])
     env = {**dev.environment(device), "paperlib": __version__, "device": spec["device"],
-           "precision": precision, "threads": torch.get_num_threads()}
+           "precision": precision, "threads": torch.get_num_threads(), "kernels": kernels.state()}
 
     resume_path = run.dir / "resume.pt"
     if resume_path.exists():
@@ -500,7 +507,20 @@ def _row(arch: str, spec: dict[str, Any], meta: dict[str, Any], key: str) -> dic
         "diverged_epoch": meta["diverged_epoch"], "max_epochs": spec["epochs"],
         "train_seconds": meta["train_seconds"], "epoch_seconds": meta["epoch_seconds"],
         "device": meta.get("device", spec["device"]), "precision": meta.get("precision", spec["precision"]),
+        "isa": spec["isa"],
     }
+
+
+def snapshot_index(store_root: Path | str, specs: list[tuple[str, dict[str, Any]]]) -> pd.DataFrame:
+    """Size and SHA-256 of every snapshot of every run, as their metas record them (``snapshots.csv``)."""
+    store = RunStore(Path(store_root))
+    rows = []
+    for arch, spec in specs:
+        run = store.run(spec)
+        for epoch, rec in sorted(run.meta().get("snapshots", {}).items(), key=lambda kv: int(kv[0])):
+            rows.append({"key": run.key, "arch": arch, "epoch": int(epoch), "bytes": int(rec["bytes"]),
+                         "sha256": rec["sha256"]})
+    return pd.DataFrame(rows, columns=files.SNAPSHOT_COLUMNS)
 
 
 def train_specs(store_root: Path | str, specs: list[tuple[str, dict[str, Any]]], *, engine: str = "process",
@@ -578,12 +598,15 @@ def train_profile(profile: Profile, engine: str = "process", scheduler: str | No
     -------
     pandas.DataFrame
         one row per run (columns :data:`paperlib.files.RUN_COLUMNS`), also written to
-        ``results/<profile>/runs.csv``. ``final_acc`` is the test accuracy (%) at the
+        ``results/<profile>/runs.csv`` (its seconds to ``timings/runs.csv``), and the SHA-256 of every
+        snapshot to ``snapshots.csv``. ``final_acc`` is the test accuracy (%) at the
         early-stopping epoch; seconds are wall-clock times.
     """
-    df = train_specs(paths.runs_dir(profile.name), profile_specs(profile, networks), engine=engine,
+    specs = profile_specs(profile, networks)
+    df = train_specs(paths.runs_dir(profile.name), specs, engine=engine,
                      workers=profile.workers, scheduler=scheduler, runs_per_device=profile.runs_per_device,
                      checksums=checksums, desc=f"{profile.name}: networks")
+    files.write_table(profile, "snapshots.csv", snapshot_index(paths.runs_dir(profile.name), specs))
     files.write_table(profile, "runs.csv", df)
     return df
 

@@ -75,7 +75,33 @@ def test_writer_puts_the_promised_columns_in_order(results):
     df = _runs()
     df = df[list(reversed(df.columns))].assign(extra=1)
     files.write_table("p", "runs.csv", df)
-    assert list(pd.read_csv(results / "p" / "runs.csv").columns) == files.RUN_COLUMNS
+    timed = ["train_seconds", "epoch_seconds"]
+    assert list(pd.read_csv(results / "p" / "runs.csv").columns) == [c for c in files.RUN_COLUMNS if c not in timed]
+    assert list(pd.read_csv(results / "p" / "timings" / "runs.csv").columns) == ["key", *timed]
+
+
+def test_seconds_live_apart_and_a_rerun_with_other_timings_writes_the_same_table(results):
+    df = _runs()
+    files.write_table("p", "runs.csv", df)
+    first = (results / "p" / "runs.csv").read_bytes()
+    files.write_table("p", "runs.csv", df.assign(train_seconds=df["train_seconds"] * 7 + 1, epoch_seconds=3.25))
+    assert (results / "p" / "runs.csv").read_bytes() == first, "seconds leaked into the table"
+    back = files.read_table("p", "runs.csv")
+    assert list(back.columns) == files.RUN_COLUMNS
+    assert (back["epoch_seconds"] == 3.25).all() and back["key"].tolist() == df["key"].tolist()
+    (results / "p" / "timings" / "runs.csv").unlink()  # a fresh table without timings: NaN, not an error
+    assert files.read_table("p", "runs.csv")["train_seconds"].isna().all()
+
+
+def test_centralities_move_every_measured_column(results):
+    df = pd.DataFrame({"key": ["a", "b"], "arch": ["X", "X"], "n_snapshots": [3, 3], "rolled_seconds": [0.1, 0.2],
+                       "unrolled_seconds": [0.3, 0.4], "rolled_nodes": [10, 10], "rolled_cached": [True, False],
+                       "trace_seconds": [0.5, 0.0]})
+    files.write_table("p", "centralities.csv", df)
+    kept = pd.read_csv(results / "p" / "centralities.csv")
+    assert list(kept.columns) == ["key", "arch", "n_snapshots", "rolled_nodes"]
+    back = files.read_table("p", "centralities.csv")
+    assert back["rolled_cached"].tolist() == [True, False] and back["trace_seconds"].tolist() == [0.5, 0.0]
 
 
 def test_reader_refuses_a_file_without_a_promised_column(results):
@@ -122,7 +148,8 @@ def test_writes_are_atomic_and_group_readable(results, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         files.write_table("p", "runs.csv", _runs(3))
     assert path.read_bytes() == before  # the old file is whole
-    assert sorted(p.name for p in (results / "p").iterdir()) == ["runs.csv", "x.txt"]  # no temporary left
+    assert sorted(p.name for p in (results / "p").iterdir()) == ["runs.csv", "timings", "x.txt"]  # no temporary left
+    assert [p.name for p in (results / "p" / "timings").iterdir()] == ["runs.csv"]
 
 
 def test_features_round_trip_and_refuse_an_older_format(tmp_path):

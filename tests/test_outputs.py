@@ -28,8 +28,11 @@ OUTPUTS = [(s.name, o.format(profile=PROFILE, arch=paths.safe_name(a)))
            for a in (ARCHS if "{arch}" in o else ARCHS[:1])]
 CONTRACT_COLUMNS = {
     "runs.csv": ["key", "arch", "dataset", "model", "lr", "dropout", "seed", "optimizer", "status", "diverged",
-                 "epochs_trained", "early_stop_epoch", "final_acc", "train_seconds", "epoch_seconds"],
-    "centralities.csv": ["key", "arch", "n_snapshots", "rolled_seconds", "unrolled_seconds"],
+                 "epochs_trained", "early_stop_epoch", "final_acc", "isa"],
+    "timings/runs.csv": ["key", "train_seconds", "epoch_seconds"],
+    "centralities.csv": ["key", "arch", "n_snapshots"],
+    "timings/centralities.csv": ["key", "rolled_seconds", "unrolled_seconds"],
+    "snapshots.csv": files.SNAPSHOT_COLUMNS,
     "q1.csv": ["dataset", "arch", "feature_set", "mode", "classifier", "t", "fold_seed", "accuracy", "spearman",
                "threshold", "n_networks", "n_high"],
     "q2.csv": ["transfer", "train_archs", "test_arch", "feature_set", "mode", "classifier", "t", "seed",
@@ -161,7 +164,8 @@ def test_q3_times_are_positive_and_consistent(pipeline):
                                    q3["trace_seconds"] + q3[f"{kind}_snapshot_seconds"] * q3["n_snapshots"], rtol=1e-4)
     np.testing.assert_allclose(q3["rolled_overhead_per_epoch"], q3["rolled_snapshot_seconds"] / q3["epoch_seconds"],
                                rtol=1e-4)
-    runs = _csv("runs.csv")
+    runs = _csv("runs.csv").merge(_csv("timings/runs.csv"), on="key")
+    assert not any("seconds" in c for c in _csv("runs.csv").columns), "seconds belong in timings/"
     for _, r in q3.iterrows():
         ok = runs[(runs["arch"] == r["arch"]) & (runs["status"] == "finished")]
         expected = (ok["epoch_seconds"] * ok["early_stop_epoch"]).mean()

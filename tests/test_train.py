@@ -210,8 +210,16 @@ def test_population_on_dask_local_cluster(tmp_path, monkeypatch):
     assert len(df) == 4 and df["key"].is_unique
     csv = pd.read_csv(tmp_path / "results" / "dasktest" / "runs.csv")
     for col in ["key", "arch", "dataset", "model", "lr", "dropout", "seed", "optimizer", "status", "diverged",
-                "epochs_trained", "early_stop_epoch", "final_acc", "train_seconds", "epoch_seconds"]:
+                "epochs_trained", "early_stop_epoch", "final_acc", "isa"]:
         assert col in csv.columns
+    timed = pd.read_csv(tmp_path / "results" / "dasktest" / "timings" / "runs.csv")
+    assert list(timed.columns) == ["key", "train_seconds", "epoch_seconds"] and (timed["train_seconds"] > 0).all()
+    snaps = pd.read_csv(tmp_path / "results" / "dasktest" / "snapshots.csv")
+    for _, spec in train.profile_specs(profile):
+        run = RunStore(paths.runs_dir("dasktest")).run(spec)
+        rows = snaps[snaps["key"] == run.key].sort_values("epoch")
+        assert rows["sha256"].tolist() == [run.meta()["snapshots"][str(e)]["sha256"] for e in rows["epoch"]]
+        assert rows["epoch"].tolist() == run.snapshot_epochs()
     assert set(csv.loc[csv.lr == 0.05, "status"]) == {"finished"}
     assert set(csv.loc[csv.lr == 1e6, "status"]) == {"diverged"} and csv.loc[csv.lr == 1e6, "diverged"].all()
     store = RunStore(paths.runs_dir("dasktest"))

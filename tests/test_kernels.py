@@ -1,0 +1,132 @@
+"""The CPU kernels are pinned, so training and evaluation give the same bits whatever the CPU offers.
+
+The other CPUs are simulated on this one with the libraries' own switches, in fresh interpreters
+(the libraries read them when they load): an AVX2-only CPU (``ONEDNN_MAX_CPU_ISA=AVX2``,
+``ATEN_CPU_CAPABILITY=avx2``, ``MKL_ENABLE_INSTRUCTIONS=AVX2``, ``NPY_DISABLE_CPU_FEATURES``), other
+OpenBLAS kernels (``OPENBLAS_CORETYPE``) and other thread counts. On an AVX-512 machine a control
+shows that the same simulations *do* move the bits when the pin is switched off
+(``PAPERLIB_KERNELS=native``), so the equalities are not vacuous.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from paperlib import kernels, paths
+
+PINNED = kernels.isa_class() == kernels.PINNED_CLASS
+AVX512 = "avx512f" in kernels._cpu_flags()
+needs_pin = pytest.mark.skipif(not PINNED, reason=f"kernels are pinned only on x86-64-v3 (this is {kernels.isa_class()})")
+needs_avx512 = pytest.mark.skipif(not AVX512, reason="the control needs a CPU with AVX-512 (the simulations are "
+                                                     "then no-ops)")
+
+AVX2_CPU = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+            "OPENBLAS_CORETYPE": "Haswell"}
+OTHER_BLAS = {"OPENBLAS_CORETYPE": "Sandybridge", "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2",
+              "MKL_NUM_THREADS": "2"}
+
+
+def _python(code: str, env: dict[str, str], native: bool = False) -> dict:
+    full = {k: v for k, v in os.environ.items() if k not in kernels.PIN and k != "PAPERLIB_KERNELS"}
+    full.update(env)
+    full["PYTHONPATH"] = str(paths.CODE)
+    full["PAPERLIB_QUIET"] = "1"
+    if native:
+        full["PAPERLIB_KERNELS"] = "native"
+    proc = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+STATE = "import json, numpy, torch, paperlib.kernels as k; torch.ones(3).sum(); print(json.dumps(k.state()))"
+
+
+@needs_pin
+def test_import_paperlib_pins_whatever_the_environment_asks_for():
+    hostile = {"OPENBLAS_CORETYPE": "Sandybridge", "ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
+               "NPY_ENABLE_CPU_FEATURES": ""}
+    got = _python("import paperlib\n" + STATE, hostile)
+    assert got == {"isa": "x86-64-v3", "numpy_x86_v4": False, "openblas": ["Haswell"], "torch": "AVX2"}
+
+
+@needs_pin
+def test_numpy_loaded_before_paperlib_is_refused_with_what_to_do():
+    code = ("import os; os.environ['OPENBLAS_CORETYPE'] = 'Sandybridge'\nimport numpy, json\n"
+            "import paperlib.kernels as k\ntry:\n    k.check('evaluation')\nexcept k.KernelError as e:\n"
+            "    print(json.dumps({'error': str(e)}))\nelse:\n    print(json.dumps({}))")
+    msg = _python(code, {}).get("error", "")
+    assert "evaluation" in msg and "Sandybridge" in msg and "import paperlib first" in msg
+
+
+def test_opting_out_names_its_own_class():
+    got = _python("import paperlib\n" + STATE, {}, native=True)
+    assert got["isa"].endswith("-native")
+
+
+_TRAIN = r"""
+import hashlib, json, tempfile
+from pathlib import Path
+from paperlib import profiles, train
+P = profiles.get_profile("default")
+out = {}
+for arch, spec in train.profile_specs(P, networks=1):
+    if arch not in ("AlexNet", "VGG", "ResNet-20"):
+        continue
+    root = Path(tempfile.mkdtemp())
+    meta = train.train_run(root, dict(spec, epochs=2))
+    out[arch] = [meta["snapshots"][e]["sha256"] for e in ("1", "2")]
+print(json.dumps(out))
+"""
+
+
+@needs_pin
+@pytest.mark.slow
+def test_training_gives_the_same_snapshots_on_an_avx2_only_cpu():
+    native_cpu = _python(_TRAIN, {})
+    avx2_cpu = _python(_TRAIN, AVX2_CPU)
+    assert native_cpu == avx2_cpu and len(native_cpu) == 3
+
+
+@needs_pin
+@needs_avx512
+@pytest.mark.slow
+def test_control_without_the_pin_the_avx2_simulation_moves_the_snapshots():
+    assert _python(_TRAIN, {}, native=True) != _python(_TRAIN, AVX2_CPU, native=True)
+
+
+_EVAL = r"""
+import json
+from paperlib import evaluation  # first: numpy loads with the pinned kernels
+import numpy as np
+rng = np.random.default_rng(1)
+n, d = 60, 40
+Z = rng.normal(size=(n, d)) * rng.uniform(0.1, 10, d)
+y = (Z[:, :5].sum(1) + rng.normal(scale=3, size=n) > 0).astype(int)
+groups, acc = np.arange(n) // 2, rng.uniform(0, 100, n)
+out = {}
+with evaluation.single_thread():
+    for clf in ("svm", "mlp"):
+        for seed in range(3):
+            r = evaluation.nested_cv(Z, y, groups, acc, clf, seed, 5, evaluation.FitCounter())
+            out[f"{clf}{seed}"] = [r["accuracy"], r["fold_accuracy"], r["params"], repr(r["spearman"])]
+print(json.dumps(out))
+"""
+
+
+@needs_pin
+def test_evaluation_gives_the_same_numbers_with_other_blas_kernels_and_threads():
+    assert _python(_EVAL, {}) == _python(_EVAL, OTHER_BLAS) == _python(_EVAL, AVX2_CPU)
+
+
+@needs_pin
+@needs_avx512
+def test_control_without_the_pin_other_kernels_move_the_evaluation():
+    avx2_cpu = dict(AVX2_CPU, NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR")
+    native, simulated = _python(_EVAL, {}, native=True), _python(_EVAL, avx2_cpu, native=True)
+    assert native != simulated
+    assert simulated == _python(_EVAL, {}), "the pinned numbers are those of an AVX2-only CPU"
