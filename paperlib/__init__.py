@@ -34,6 +34,8 @@ One module per step of the pipeline:
 ``files``           every file that passes between steps: atomic writes, promised columns,
                     one parser per column; ``metrics.json``
 ``report``          the README's results block
+``lock``            the exact environment (``requirements-lock.txt``) and whether it is installed
+``verify``          ``make verify``: the committed results retrained, recomputed and compared
 ``pipeline``        the declared steps and the headless runner: ``python -m paperlib.pipeline``
 ==================  ===========================================================
 """

@@ -130,3 +130,25 @@ def test_control_without_the_pin_other_kernels_move_the_evaluation():
     native, simulated = _python(_EVAL, {}, native=True), _python(_EVAL, avx2_cpu, native=True)
     assert native != simulated
     assert simulated == _python(_EVAL, {}), "the pinned numbers are those of an AVX2-only CPU"
+
+
+@needs_pin
+def test_a_kernel_started_outside_the_runner_is_pinned(tmp_path):
+    """papermill by hand, as a JupyterLab kernel starts: no environment from the runner."""
+    import nbformat
+    import papermill as pm
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import sys; sys.path.insert(0, %r)" % str(paths.CODE)),
+                nbformat.v4.new_code_cell("from paperlib import kernels\nimport numpy, torch\ntorch.ones(2).sum()\n"
+                                          "print(kernels.check('a reader kernel'))")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src, out = tmp_path / "k.ipynb", tmp_path / "k.out.ipynb"
+    nbformat.write(nb, src)
+    env = {k: os.environ.pop(k) for k in [*kernels.PIN, "PAPERLIB_KERNELS"] if k in os.environ}
+    try:
+        pm.execute_notebook(str(src), str(out), kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    finally:
+        os.environ.update(env)
+    text = nbformat.read(out, as_version=4).cells[1].outputs[0]["text"]
+    assert "'openblas': ['Haswell']" in text and "'torch': 'AVX2'" in text and "'numpy_x86_v4': False" in text
