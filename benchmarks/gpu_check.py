@@ -1,7 +1,7 @@
 """Everything a GPU machine should check of this artifact, in one run, with one report.
 
     python benchmarks/gpu_check.py --device cuda --out results/gpu            # one GPU, budget 7.5 min
-    python benchmarks/gpu_check.py --device cpu --tiny --out /tmp/gpu-dry     # dry run, under a minute
+    python benchmarks/gpu_check.py --device cpu --tiny --out /tmp/gpu-dry     # dry run: ~70 s of CPU time
 
 Four parts, each in its own process (a part that fails, hangs or crashes is recorded as failed,
 with its error and the tail of its output, and the next part still runs):
@@ -79,7 +79,7 @@ TITLES = {
 MIN_START_S = {"cuda_tests": 20, "train_benchmark": 30, "determinism": 15, "paper_end_to_end": 60}
 MIN_START_TINY_S = {name: 3 for name in PARTS}
 # seconds the benchmark leaves to the parts after it when it decides to stop measuring
-BENCH_RESERVE_S = 240
+BENCH_RESERVE_S = 260
 TEST_FILES = ("tests/test_device.py", "tests/test_train.py", "tests/test_hooks.py")
 TEST_SELECTION = "test_device or cuda or gpu"
 OPTIONAL_MODULES = ("seaborn", "tabulate")  # figures and Markdown tables only
@@ -243,6 +243,13 @@ def balanced_threshold(accs: list[float], diverged: list[bool]) -> float | None:
     return best
 
 
+def _missing_optional(exc: ImportError) -> str | None:
+    """The optional module (seaborn, tabulate) whose absence raised ``exc``, or None."""
+    if exc.name in OPTIONAL_MODULES:
+        return exc.name
+    return next((m for m in OPTIONAL_MODULES if re.search(rf"\b{m}\b", str(exc))), None)
+
+
 def _figures() -> Any:
     """``paperlib.figures`` (imports seaborn: a missing seaborn raises ModuleNotFoundError here)."""
     from paperlib import figures
@@ -278,7 +285,11 @@ def _ensure_tqdm(notes: list[str]) -> None:
         def __exit__(self, *exc):
             return False
 
+    import importlib.machinery
+
     pkg, auto = types.ModuleType("tqdm"), types.ModuleType("tqdm.auto")
+    for mod in (pkg, auto):  # a spec without origin: importlib.util.find_spec (torch._dynamo calls it) accepts it
+        mod.__spec__ = importlib.machinery.ModuleSpec(mod.__name__, None)
     pkg.tqdm = auto.tqdm = _NoBar
     pkg.auto = auto
     sys.modules["tqdm"], sys.modules["tqdm.auto"] = pkg, auto
@@ -307,10 +318,8 @@ class PartRecord:
     def save(self) -> None:
         _write_json(self.path, self.data)
 
-    def step(self, name: str, fn: Callable[[dict[str, Any]], Any], optional_modules: tuple[str, ...] = ()) -> Any:
-        """Run ``fn(step_record)`` as a sub-step; a failure is recorded and does not propagate.
-
-        A ``ModuleNotFoundError`` for one of ``optional_modules`` records the step as skipped."""
+    def step(self, name: str, fn: Callable[[dict[str, Any]], Any]) -> Any:
+        """Run ``fn(step_record)`` as a sub-step; a failure is recorded and does not propagate."""
         rec: dict[str, Any] = {"name": name, "status": "running", "checks": []}
         self.data["steps"].append(rec)
         self.save()
@@ -322,13 +331,6 @@ class PartRecord:
             rec["status"] = "failed" if bad else "passed"
             if bad:
                 rec["error"] = "check failed: " + "; ".join(c["check"] for c in bad)
-        except ModuleNotFoundError as exc:
-            if exc.name in optional_modules:
-                rec["status"] = "skipped"
-                rec["error"] = f"{exc.name} is not installed"
-            else:
-                rec["status"], rec["error"] = "failed", _error_text(exc)
-                rec["traceback"] = _tail(traceback.format_exc(), 4000)
         except Exception as exc:  # noqa: BLE001 - recorded
             rec["status"], rec["error"] = "failed", _error_text(exc)
             rec["traceback"] = _tail(traceback.format_exc(), 4000)
@@ -744,9 +746,10 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         step.setdefault("calls", []).append(entry)
         try:
             return fn()
-        except ModuleNotFoundError as exc:
-            if optional and exc.name in OPTIONAL_MODULES:
-                entry.update(status="skipped", error=f"{exc.name} is not installed")
+        except ImportError as exc:  # pandas raises a plain ImportError naming tabulate
+            missing = _missing_optional(exc)
+            if optional and missing:
+                entry.update(status="skipped", error=f"{missing} is not installed")
                 return None
             entry.update(status="failed", error=_error_text(exc))
             raise
@@ -983,7 +986,9 @@ def _summary_line(name: str, rec: dict[str, Any]) -> str:
     if name == "paper_end_to_end":
         steps = rec.get("steps", [])
         ok = sum(s["status"] == "passed" for s in steps)
-        return f"{ok}/{len(steps)} steps passed"
+        skipped = [c["call"] for s in steps for c in s.get("calls", []) if c["status"] == "skipped"]
+        return f"{ok}/{len(steps)} steps passed" + (
+            f"; skipped (module not installed): {', '.join(skipped)}" if skipped else "")
     return ""
 
 
