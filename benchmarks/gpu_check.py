@@ -250,6 +250,18 @@ def _missing_optional(exc: ImportError) -> str | None:
     return next((m for m in OPTIONAL_MODULES if re.search(rf"\b{m}\b", str(exc))), None)
 
 
+def _bench_train() -> Any:
+    """``benchmarks/bench_train.py`` as the module ``bench_train`` (benchmarks/ is not a package)."""
+    if "bench_train" not in sys.modules:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("bench_train", CODE / "benchmarks" / "bench_train.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["bench_train"] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules["bench_train"]
+
+
 def _figures() -> Any:
     """``paperlib.figures`` (imports seaborn: a missing seaborn raises ModuleNotFoundError here)."""
     from paperlib import figures
@@ -408,7 +420,7 @@ def _timed_training(task: dict[str, Any], barrier: Any, device: str) -> dict[str
     an architecture, and reused for its other values of k."""
     import torch
 
-    import bench_train as bt
+    bt = _bench_train()
     from paperlib import data, device as dev, train
     from paperlib.profiles import PROFILES
 
@@ -525,7 +537,7 @@ def _projection(pops: list[Any], rows: dict[str, dict[str, Any]], k: int | None)
 def part_train_benchmark(args: argparse.Namespace, rec: PartRecord) -> None:
     import torch
 
-    import bench_train as bt
+    bt = _bench_train()
     from paperlib import device as dev
     from paperlib.profiles import PROFILES
 
