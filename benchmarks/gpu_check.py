@@ -28,7 +28,8 @@ with its error and the tail of its output, and the next part still runs):
 ``paper_end_to_end``
     the shrunk ``paper`` profile of ``tests/test_paper_profile.py`` (its generated CIFAR-10 and
     Tiny-ImageNet files, its sizes and networks per population, imported from it), trained on the
-    device, then the library functions that notebooks 02-06 call, in their order (no notebook
+    device (``--e2e-runs-per-device``, 4: through the trainer's GPU worker pool; retried with 1 if
+    that fails, the part staying failed), then the library functions that notebooks 02-06 call, in their order (no notebook
     runner: papermill is not needed), each with the checks of that test and the pipeline's check
     of the step's declared outputs.
 
@@ -37,8 +38,12 @@ The report is ``gpu_check.json`` and ``gpu_check.md`` in ``--out``: per part its
 time, and the environment. The exit status is 0 when every part passed. ``--budget-s`` bounds the
 whole run: a part is not started when too little time is left, a running part is stopped at the
 end of the budget (and recorded with what it had done), and the benchmark stops measuring when its
-share is spent. ``--tiny`` shrinks every part (a few images, one or two epochs, few networks and
-architectures) for a dry run on a CPU.
+share is spent. ``--tiny`` shrinks every part for a dry run on a CPU: the benchmark times the
+CIFAR-10 LeNet on two batches with 1 and 2 runs side by side; the determinism part trains a LeNet
+for one epoch on 64 images; the end-to-end part keeps two populations (CIFAR-10 LeNet and
+Tiny-ImageNet LeNet, with one transfer between them), and 04-06 use one classifier, one signature
+mode, four feature sets and, as two epochs on 256 images leave the paper's thresholds on one side,
+high/low thresholds that split each small population evenly (all recorded in the report).
 """
 
 from __future__ import annotations
