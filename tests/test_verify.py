@@ -1,9 +1,9 @@
 """``make verify`` on the smoke pipeline's results: it passes on them, and names what was altered.
 
 The smoke pipeline of the session (:func:`conftest.smoke_pipeline`) stands in for the committed
-results: verify retrains a sample, recomputes its features, reruns 04-07 and compares. Then a copy
-of those results gets one altered cell of ``table2.csv``, one altered feature value and one altered
-snapshot hash, and verify must fail naming each file (and the row or network).
+results. A copy of them gets one altered cell of ``table2.csv``, one altered feature value and one
+altered snapshot hash; verify retrains a sample, recomputes its features, reruns 04-07, and must
+report exactly those three, each with its file and row or network, and everything else identical.
 """
 
 from __future__ import annotations
@@ -40,31 +40,24 @@ def test_compare_csv_names_the_first_differing_row_and_column(tmp_path):
     assert measured.verdict == "measured"
 
 
-def test_verify_passes_on_results_it_can_regenerate(smoke_pipeline):
+def _copy(smoke_pipeline, dest):
     assert smoke_pipeline.returncode == 0, smoke_pipeline.stderr[-2000:]
-    proc = _verify(smoke_pipeline.root)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    out = proc.stdout
-    assert "DIFFERENT" not in out and " 0 different" in out
-    for name in ("snapshots of", "results/smoke/runs.csv", "features/", "results/smoke/q1.csv",
-                 "results/smoke/table2.csv", "figures/smoke/fig3.png", "results/smoke/early_stopping.csv"):
-        assert name in out, name
-    assert "measured   results/smoke/q3.csv" in out
+    shutil.copytree(smoke_pipeline.root, dest, ignore=shutil.ignore_patterns("store", "executed"))
+    return dest, dest / "results" / "smoke"
 
 
-def test_verify_fails_naming_an_altered_cell_feature_and_snapshot_hash(smoke_pipeline, tmp_path):
+def _different(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.strip().startswith("DIFFERENT")]
+
+
+def test_verify_names_an_altered_snapshot_hash_and_feature_value(smoke_pipeline, tmp_path):
+    """Checks 1 and 2 on a copy of the smoke results with one snapshot hash and one feature value
+    altered: exactly those two are reported, with their file and network; the rest is identical."""
     from paperlib import files, verify
 
-    root = tmp_path / "root"
-    shutil.copytree(smoke_pipeline.root, root, ignore=shutil.ignore_patterns("store", "executed"))
-    res = root / "results" / "smoke"
+    root, res = _copy(smoke_pipeline, tmp_path / "root")
     runs = pd.read_csv(res / "runs.csv")
     picked = verify.sample(runs, 1, 3)
-
-    t2 = pd.read_csv(res / "table2.csv", dtype=str, keep_default_na=False)
-    t2.loc[4, "accuracy_mean"] = "0.123456"
-    t2.to_csv(res / "table2.csv", index=False)
-
     arch = runs.loc[runs["key"] == picked[0], "arch"].iloc[0]
     npz = res / "features" / f"{arch}.npz"
     fields, arrays = files.read_features(npz)
@@ -72,19 +65,38 @@ def test_verify_fails_naming_an_altered_cell_feature_and_snapshot_hash(smoke_pip
     name = sorted(arrays)[0]
     arrays[name][row, 1, 0] += 1.0
     files.write_features(npz, fields, arrays)
-
     snaps = pd.read_csv(res / "snapshots.csv", dtype=str)
-    i = snaps.index[snaps["key"] == picked[-1]][1]
-    snaps.loc[i, "sha256"] = "0" * 64
+    snaps.loc[snaps.index[snaps["key"] == picked[-1]][1], "sha256"] = "0" * 64
     snaps.to_csv(res / "snapshots.csv", index=False)
 
-    proc = _verify(root)
+    proc = _verify(root, "--skip-evaluation")
     out = proc.stdout
     assert proc.returncode == 1, out[-3000:]
-    lines = [line for line in out.splitlines() if "DIFFERENT" in line]
-    assert any("results/smoke/table2.csv" in line and "data row 5" in line and "accuracy_mean" in line
-               for line in lines), lines
-    assert any(f"features/{arch}.npz" in line and picked[0] in line for line in lines), lines
-    assert any(f"network {picked[-1]}" in line and "sha256" in line for line in lines), lines
+    bad = _different(out)
+    assert len(bad) == 2, out[-3000:]
+    assert any(f"features/{arch}.npz" in line and picked[0] in line and repr(name) in line for line in bad), bad
+    assert any(f"network {picked[-1]}" in line and "sha256" in line for line in bad), bad
+    assert "identical  results/smoke/runs.csv" in out and out.count("identical  snapshots of") == len(picked) - 1
+    assert np.isfinite(files.read_features(npz)[1][name][row, 1, 0]), "verify wrote into the results"
+
+
+def test_verify_names_an_altered_table2_cell_and_passes_the_rest_of_04_to_07(smoke_pipeline, tmp_path):
+    """Check 3 on a copy of the smoke results with one Table 2 cell altered: that cell is reported
+    with its row and column; every other output of 04-07 comes out identical or measured."""
+    root, res = _copy(smoke_pipeline, tmp_path / "root")
+    t2 = pd.read_csv(res / "table2.csv", dtype=str, keep_default_na=False)
+    t2.loc[4, "accuracy_mean"] = "0.123456"
+    t2.to_csv(res / "table2.csv", index=False)
+
+    proc = _verify(root, "--skip-training")
+    out = proc.stdout
+    assert proc.returncode == 1, out[-3000:]
+    bad = _different(out)
+    assert len(bad) == 1 and "results/smoke/table2.csv" in bad[0] and "data row 5" in bad[0] \
+        and "'accuracy_mean'" in bad[0], out[-3000:]
+    for name in ("results/smoke/q1.csv", "results/smoke/q2.csv", "results/smoke/table2.md", "figures/smoke/fig3.png",
+                 "figures/smoke/fig4.pdf", "results/smoke/early_stopping.csv", "results/smoke/predictors/",
+                 "metrics.json [q1]", "metrics.json [table2]"):
+        assert f"identical  {name}" in out, (name, out[-3000:])
+    assert "measured   results/smoke/q3.csv" in out and "measured   figures/smoke/fig5.png" in out
     assert (res / "table2.csv").read_text().count("0.123456") == 1, "verify wrote into the results"
-    assert np.isfinite(files.read_features(npz)[1][name][row, 1, 0])
