@@ -19,6 +19,8 @@ keeps three promises:
 file (under results/<p>/)      written   read by
 =============================  ========  =================================================
 ``runs.csv``                   01        02, 03, 06, 07, Table 1
+``import_skipped.csv``         01i       the import's summary (networks not imported, why)
+``imported.csv``               01i       the import's summary (what each network's horizon holds)
 ``overrides.json``             01        every later step (:func:`read_overrides`)
 ``table1.csv``                 01        the README's report
 ``centralities.csv``           02        06 (cross-check of the timings)
@@ -33,6 +35,9 @@ file (under results/<p>/)      written   read by
 ``early_stopping.csv``         07        the README's report
 ``metrics.json``               01-07     the README's report (:func:`update_metrics`)
 =============================  ========  =================================================
+
+01i is ``01_import``, which makes ``runs.csv`` and the run store of an imported profile instead of
+01 (:mod:`paperlib.sources`).
 
 The run store (one directory per trained network: snapshots, checkpoints, cached
 centralities) is :mod:`paperlib.store`; it writes with the same primitives. The paper's own
@@ -250,6 +255,10 @@ EARLY_STOPPING_COLUMNS = [
     "regret_p90", "no_regret_share", "high_stopped_mean", "low_stopped_mean", "best_stopped_share",
     "epochs_mean", "epochs_none_mean", "best_none_mean", "seconds",
 ]
+#: written by 01_import (paperlib.sources): networks that could not be read, and what each imported network holds
+IMPORT_SKIPPED_COLUMNS = ["arch", "source", "run", "file", "epoch", "error", "reason"]
+IMPORTED_COLUMNS = ["key", "arch", "source", "run", "epochs_in_horizon", "horizon_end", "status", "final_epoch",
+                    "final_acc", "seconds"]
 
 TABLES: dict[str, Table] = {t.name: t for t in [
     Table("runs.csv", RUN_COLUMNS, bools=("diverged",), texts=("status",), float_format="%.6g"),
@@ -265,6 +274,8 @@ TABLES: dict[str, Table] = {t.name: t for t in [
     Table("table2.csv", TABLE2_COLUMNS, bools=("best", "same_dataset"), texts=("mode", "paper_dataset", "paper_note"),
           float_format="%.6g"),
     Table("early_stopping.csv", EARLY_STOPPING_COLUMNS, float_format="%.6g"),
+    Table("import_skipped.csv", IMPORT_SKIPPED_COLUMNS, texts=("run", "file", "error", "reason")),
+    Table("imported.csv", IMPORTED_COLUMNS, texts=("run", "status"), float_format="%.6g"),
 ]}
 
 
