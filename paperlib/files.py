@@ -349,6 +349,12 @@ def read_table_or_none(profile: Any, name: str) -> pd.DataFrame | None:
     return read_table(profile, name) if result_path(profile, name).exists() else None
 
 
+def read_source_csv(path: Path) -> pd.DataFrame:
+    """A CSV (or ``.csv.gz``) that is an *input* of an import source (``paperlib.sources``), not a file
+    between steps: read as it is, its columns checked by the source that reads it."""
+    return pd.read_csv(path)
+
+
 # --------------------------------------------------------------------------- the run table
 def runs_path(profile: Any) -> Path:
     """``results/<profile>/runs.csv``."""

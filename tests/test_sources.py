@@ -19,22 +19,62 @@ import torch.nn.functional as F
 
 from paperlib import data, files, models, paths
 from paperlib.graph import rolled_graph
-from paperlib.sources import core, importer, own, profile_file, raytune, smallcnnzoo
+from paperlib.sources import core, importer, profile_file, smallcnnzoo
 from paperlib.sources.models import SmallCNN, ZooCNN
 from paperlib.store import Run
 
 from conftest import make_root
 
+# --------------------------------------------------------------------------- each source's format, written
+def write_run(folder: Path, model: str, model_kwargs: dict, hparams: dict,
+              states: dict[int, dict], accuracy: dict[int, float]) -> Path:
+    """One run in the own-runs layout (paperlib.sources.own)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "run.json").write_text(json.dumps({"model": model, "model_kwargs": model_kwargs, "hparams": hparams},
+                                                indent=1))
+    for e, sd in states.items():
+        torch.save(sd, folder / f"epoch_{e:03d}.pt")
+    pd.DataFrame({"epoch": list(accuracy), "test_acc": list(accuracy.values())}).to_csv(folder / "metrics.csv",
+                                                                                      index=False)
+    return folder
+
+
+def write_trial(folder: Path, config: dict, states: dict[int, dict], accuracy: dict[int, float],
+                pad: bool = True) -> Path:
+    """One Ray Tune trial as the Model Zoos lay it out: ``test_acc`` as a fraction, one line per epoch of
+    ``accuracy`` with ``training_iteration = epoch + 1``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for e, sd in states.items():
+        d = folder / (f"checkpoint_{e:06d}" if pad else f"checkpoint_{e}")
+        d.mkdir(exist_ok=True)
+        torch.save(sd, d / "checkpoints")
+    with open(folder / "result.json", "w") as fh:
+        for e, a in sorted(accuracy.items()):
+            fh.write(json.dumps({"test_acc": a / 100.0, "training_iteration": e + 1, "config": config}) + "\n")
+    return folder
+
+
+def write_archive(folder: Path, rows: list[np.ndarray], metrics: pd.DataFrame,
+                  layout: list) -> Path:
+    """``weights.npy``, ``metrics.csv.gz`` and ``layout.csv`` of one archive (row i of both describes checkpoint i)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "weights.npy", np.stack(rows).astype(np.float32))
+    metrics.to_csv(folder / "metrics.csv.gz", index=False)
+    pd.DataFrame(layout, columns=["varname", "start_idx", "end_idx", "shape"]).to_csv(folder / "layout.csv",
+                                                                                    index=False)
+    return folder
+
+
 EPOCHS = 3
-LRS = (1e-4, 3e-4, 0.05, 0.1, 0.2, 3e-3)  # both classes after 3 epochs (threshold 30%)
+LRS = (1e-5, 0.05, 2e-5, 0.1, 5e-5, 0.15, 1e-5, 0.2, 3e-5, 0.08)  # 5 hopeless, 5 that learn in 3 epochs
 
 
-def _train(model: torch.nn.Module, side: int, lr: float, seed: int = 0, n: int = 320):
+def _train(model: torch.nn.Module, side: int, lr: float, seed: int = 0, n: int = 256):
     """State dicts of epochs 0..EPOCHS and test accuracies (%) of a tiny run on digits."""
     train, test = data.load_dataset("digits", side)
     x, y = train.tensors
     xt, yt = test.tensors
-    x, y, xt, yt = (x[:n] - 0.5) / 0.5, y[:n], (xt[:200] - 0.5) / 0.5, yt[:200]
+    x, y, xt, yt = (x[:n] - 0.5) / 0.5, y[:n], (xt[:150] - 0.5) / 0.5, yt[:150]
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     states, accs = {}, {}
@@ -100,23 +140,25 @@ def own_runs(tmp_path_factory):
     """Two populations of our LeNet (widths 1 and 2) in the own-runs layout, and the originals."""
     base = tmp_path_factory.mktemp("own")
     originals = {}
-    for arch, width in (("LeNet", 1.0), ("LeNet-x2", 2.0)):
+    finals = {}
+    for arch, width in (("LeNet", 1.0),):
         for i, lr in enumerate(LRS):
             torch.manual_seed(i)
             kw = {"width": width, "init": "he"}
             net = models.build_model("lenet", 10, 1, 16, **kw)
             states, accs = _train(net, 16, lr, seed=i)
-            own.write_run(base / arch / f"run{i}", "lenet", kw, {"lr": lr, "dropout": 0.0, "seed": i,
+            write_run(base / arch / f"run{i}", "lenet", kw, {"lr": lr, "dropout": 0.0, "seed": i,
                                                                    "optimizer": "sgd"}, states, accs)
             originals[(arch, f"run{i}")] = states
-    return base, originals
+            finals.setdefault(arch, []).append(accs[EPOCHS])
+    return base, originals, finals
 
 
 @pytest.fixture(scope="module")
 def zoo_trials(tmp_path_factory):
     """Ray Tune trial folders of CNN-s (28x28) and CNN-l (32x32), their key names, and the originals."""
     base = tmp_path_factory.mktemp("raytune")
-    originals = {}
+    originals, finals = {}, {}
     for arch, size, side in (("CNN-s", "s", 28), ("CNN-l", "l", 32)):
         for i, lr in enumerate(LRS):
             dropout = 0.0 if i % 2 else 0.3  # module_list indices shift with dropout in CNN-s
@@ -126,24 +168,26 @@ def zoo_trials(tmp_path_factory):
             config = {"model::type": "CNN" if size == "s" else "CNN3", "model::nlin": "tanh" if i % 3 else "relu",
                       "model::dropout": dropout, "model::init_type": "kaiming_uniform", "model::channels_in": 1,
                       "optim::optimizer": "sgd", "optim::lr": lr, "optim::wd": 0.0, "seed": i}
-            raytune.write_trial(base / arch / f"NN_tune_trainable_{i:05d}", config, states, accs, pad=bool(i % 2))
+            write_trial(base / arch / f"NN_tune_trainable_{i:05d}", config, states, accs, pad=bool(i % 2))
             originals[(arch, f"NN_tune_trainable_{i:05d}")] = states
-    return base, originals
+            finals.setdefault(arch, []).append(accs[EPOCHS])
+    return base, originals, finals
 
 
 @pytest.fixture(scope="module")
 def small_zoo(tmp_path_factory):
     """One Small CNN Zoo archive (epochs 0..3 of 12 networks, two activations), and the originals."""
     base = tmp_path_factory.mktemp("smallcnnzoo") / "mnist"
-    rows, meta, originals = [], [], {}
+    rows, meta, originals, finals = [], [], {}, {"SmallCNN": []}
     layout = None
-    for i, lr in enumerate(LRS * 2):
-        act = "relu" if i < len(LRS) else "tanh"
+    for i, lr in enumerate(LRS):
+        act = "relu" if i % 2 else "tanh"
         torch.manual_seed(i)
         net = SmallCNN(10, 1, 28, 0.0, 2, act)
         states, accs = _train(net, 28, lr * 2 if lr > 1e-2 else lr, seed=i)
         name = f"run_{i:03d}"
         originals[name] = states
+        finals["SmallCNN"].append(accs[EPOCHS])
         for e in states:
             row, layout = smallcnnzoo.tf_row(states[e])
             rows.append(row)
@@ -151,8 +195,8 @@ def small_zoo(tmp_path_factory):
                          "config.learning_rate": lr, "config.dropout": 0.0, "config.optimizer": "sgd",
                          "config.activation": act, "config.w_init": "he_normal", "config.epochs": 86})
     order = np.random.default_rng(0).permutation(len(rows))  # rows of a network need not be together
-    smallcnnzoo.write_archive(base, [rows[k] for k in order], pd.DataFrame(meta).iloc[order], layout)
-    return base, originals
+    write_archive(base, [rows[k] for k in order], pd.DataFrame(meta).iloc[order], layout)
+    return base, originals, finals
 
 
 OWN_TOML = """
@@ -167,23 +211,6 @@ in_channels = 1
 image_size = 16
 threshold = 30.0
 t_max = 3
-[[populations]]
-arch = "LeNet-x2"
-source = "runs"
-path = "{path}/LeNet-x2"
-dataset = "digits16"
-in_channels = 1
-image_size = 16
-threshold = 30.0
-t_max = 3
-[[transfers]]
-name = "wider"
-train = ["LeNet"]
-test = "LeNet-x2"
-[analysis]
-n_folds = 2
-fold_seeds = [0]
-classifiers = ["svm"]
 """
 
 ZOO_TOML = """
@@ -207,14 +234,6 @@ image_size = 32
 threshold = 30.0
 t_max = 3
 epochs = 3
-[[transfers]]
-name = "s-to-l"
-train = ["CNN-s"]
-test = "CNN-l"
-[analysis]
-n_folds = 2
-fold_seeds = [0]
-classifiers = ["svm"]
 """
 
 SMALL_TOML = """
@@ -233,14 +252,6 @@ path = "{path}"
 dataset = "digits28g"
 threshold = 30.0
 where = {{ "config.activation" = "tanh" }}
-[[transfers]]
-name = "relu-to-tanh"
-train = ["relu"]
-test = "tanh"
-[analysis]
-n_folds = 2
-fold_seeds = [0]
-classifiers = ["svm"]
 """
 
 
@@ -264,7 +275,7 @@ def _check_graphs(name: str, originals: dict, build, shape) -> pd.DataFrame:
 
 
 def test_own_runs_import_and_graphs(own_runs, in_root):
-    base, originals = own_runs
+    base, originals, _ = own_runs
     _register(_profile(in_root, OWN_TOML.format(name="own-t", path=base), "own-t"))
     result = importer.import_profile("own-t")
     assert result.skipped.empty
@@ -284,7 +295,7 @@ def test_own_runs_import_and_graphs(own_runs, in_root):
 
 
 def test_model_zoo_import_and_graphs(zoo_trials, in_root):
-    base, originals = zoo_trials
+    base, originals, _ = zoo_trials
     _register(_profile(in_root, ZOO_TOML.format(name="zoo-t", path=base), "zoo-t"))
     result = importer.import_profile("zoo-t")
     assert result.skipped.empty, result.skipped["reason"].tolist()
@@ -302,18 +313,18 @@ def test_model_zoo_import_and_graphs(zoo_trials, in_root):
 
 
 def test_small_cnn_zoo_import_and_graphs(small_zoo, in_root):
-    base, originals = small_zoo
+    base, originals, _ = small_zoo
     _register(_profile(in_root, SMALL_TOML.format(name="small-t", path=base), "small-t"))
     result = importer.import_profile("small-t")
     assert result.skipped.empty
     runs = _check_graphs("small-t", originals, lambda row, spec: spec["source_run"], lambda spec: (1, 28, 28))
-    assert sorted(runs.groupby("arch").size().tolist()) == [6, 6]
+    assert sorted(runs.groupby("arch").size().tolist()) == [len(LRS) // 2, len(LRS) // 2]
     assert sum(p.numel() for p in SmallCNN().parameters()) == 4970
 
 
 # --------------------------------------------------------------------------- the horizon
 def test_ragged_and_nonfinite_runs_are_decided_not_filled(own_runs, in_root, tmp_path):
-    base, originals = own_runs
+    base, originals, _ = own_runs
     src = tmp_path / "ragged"
     import shutil
 
@@ -322,8 +333,7 @@ def test_ragged_and_nonfinite_runs_are_decided_not_filled(own_runs, in_root, tmp
     bad = torch.load(src / "LeNet" / "run2" / "epoch_003.pt", weights_only=True)
     bad[next(iter(bad))][0] = float("nan")
     torch.save(bad, src / "LeNet" / "run2" / "epoch_003.pt")  # non-finite at 3
-    text = OWN_TOML.format(name="rag-t", path=src).split("[[populations]]")
-    _register(_profile(in_root, text[0] + "[[populations]]" + text[1], "rag-t"))
+    _register(_profile(in_root, OWN_TOML.format(name="rag-t", path=src), "rag-t"))
     result = importer.import_profile("rag-t")
     names = result.imported.set_index("key")["run"]
     runs = result.runs.copy()
@@ -351,7 +361,7 @@ def _skip_reason(result, run: str) -> str:
 
 
 def test_state_dict_that_does_not_fit_is_named(own_runs, in_root, tmp_path):
-    base, _ = own_runs
+    base, _, _ = own_runs
     import shutil
 
     shutil.copytree(base / "LeNet", tmp_path / "bad" / "LeNet")
@@ -364,8 +374,7 @@ def test_state_dict_that_does_not_fit_is_named(own_runs, in_root, tmp_path):
     k = list(sd)[-2]
     sd[k] = sd[k][:, :3]
     torch.save(sd, f2)
-    text = OWN_TOML.format(name="bad-t", path=tmp_path / "bad").split("[[populations]]")
-    _register(_profile(in_root, text[0] + "[[populations]]" + text[1], "bad-t"))
+    _register(_profile(in_root, OWN_TOML.format(name="bad-t", path=tmp_path / "bad"), "bad-t"))
     result = importer.import_profile("bad-t")
     msg = _skip_reason(result, "run3")
     assert str(f) in msg and "run run3" in msg and "epoch 2" in msg and "missing keys" in msg and "extra keys" in msg
@@ -376,7 +385,7 @@ def test_state_dict_that_does_not_fit_is_named(own_runs, in_root, tmp_path):
 
 
 def test_layout_that_does_not_sum_to_the_row_is_named(small_zoo, in_root, tmp_path):
-    base, _ = small_zoo
+    base, _, _ = small_zoo
     import shutil
 
     shutil.copytree(base, tmp_path / "zoo")
@@ -394,7 +403,7 @@ def test_layout_that_does_not_sum_to_the_row_is_named(small_zoo, in_root, tmp_pa
 
 
 def test_result_json_without_test_accuracy_and_empty_checkpoint_are_named(zoo_trials, in_root, tmp_path):
-    base, _ = zoo_trials
+    base, _, _ = zoo_trials
     import shutil
 
     shutil.copytree(base / "CNN-s", tmp_path / "z" / "CNN-s")
@@ -404,40 +413,95 @@ def test_result_json_without_test_accuracy_and_empty_checkpoint_are_named(zoo_tr
     del lines[2]["test_acc"]
     (trial / "result.json").write_text("".join(json.dumps(x) + "\n" for x in lines))
     trial3 = tmp_path / "z" / "CNN-s" / "NN_tune_trainable_00003"
-    (trial3 / "checkpoint_2" / "checkpoints").unlink()
+    folder = next(trial3.glob("checkpoint_*2"))
+    (folder / "checkpoints").unlink()
     _register(_profile(in_root, ZOO_TOML.format(name="res-t", path=tmp_path / "z"), "res-t"))
     result = importer.import_profile("res-t")
     msg = _skip_reason(result, "NN_tune_trainable_00002")
     assert str(trial / "result.json") in msg and "run NN_tune_trainable_00002" in msg and "test_acc" in msg
     assert result.skipped.set_index("run").loc["NN_tune_trainable_00002", "error"] == "MissingAccuracyError"
     msg = _skip_reason(result, "NN_tune_trainable_00003")
-    assert str(trial3 / "checkpoint_2") in msg and "run NN_tune_trainable_00003" in msg and "epoch 2" in msg
+    assert str(folder) in msg and "run NN_tune_trainable_00003" in msg and "epoch 2" in msg
     assert len(result.runs) == 2 * len(LRS) - 2
 
 
 def test_profile_file_errors_name_the_file(in_root, tmp_path):
-    path = _profile(in_root, 'name = "x"\n[[populations]]\narch = "a"\nsource = "nope"\n', "x")
+    path = _profile(in_root, 'name = "x"\n[[populations]]\narch = "a"\nsource = "nope"\npath = "."\n'
+                             'dataset = "d"\nthreshold = 1.0\n', "x")
     with pytest.raises(profile_file.ProfileFileError, match=f"{path}.*source 'nope'"):
         profile_file.parse(path)
 
 
 # --------------------------------------------------------------------------- 02-07 through the runner
-@pytest.mark.parametrize("fixture,toml", [("own_runs", OWN_TOML), ("zoo_trials", ZOO_TOML),
-                                          ("small_zoo", SMALL_TOML)], ids=["own", "raytune", "smallcnnzoo"])
-def test_pipeline_runs_02_to_07_on_an_imported_population(fixture, toml, request, tmp_path):
-    base, _ = request.getfixturevalue(fixture)
+def _threshold(finals: list[float]) -> float:
+    """Between the 5th and 6th final accuracy: five networks of each class (07 cross-fits in 5 folds)."""
+    a = sorted(finals)
+    return round((a[len(a) // 2 - 1] + a[len(a) // 2]) / 2, 4)
+
+
+def test_pipeline_runs_02_to_07_on_imported_populations_of_every_source(own_runs, zoo_trials, small_zoo, tmp_path):
+    """One profile with a population of each source (and the Model Zoos' two architectures, for Q2)."""
+    (own, _, f_own), (zoo, _, f_zoo), (small, _, f_small) = own_runs, zoo_trials, small_zoo
     root = make_root(tmp_path / "root")
-    name = f"imp-{request.node.callspec.id}"
-    _profile(root, toml.format(name=name, path=base), name)
+    text = f"""
+name = "imp-all"
+[[populations]]
+arch = "LeNet"
+source = "runs"
+path = "{own}/LeNet"
+dataset = "digits16"
+in_channels = 1
+image_size = 16
+threshold = {_threshold(f_own["LeNet"])}
+t_max = 3
+[[populations]]
+arch = "CNN-s"
+source = "raytune"
+path = "{zoo}/CNN-s"
+dataset = "digits28"
+threshold = {_threshold(f_zoo["CNN-s"])}
+t_max = 3
+[[populations]]
+arch = "CNN-l"
+source = "raytune"
+path = "{zoo}/CNN-l"
+model = "zoo-cnn-l"
+dataset = "digits32"
+in_channels = 1
+image_size = 32
+threshold = {_threshold(f_zoo["CNN-l"])}
+t_max = 3
+[[populations]]
+arch = "SmallCNN"
+source = "smallcnnzoo"
+path = "{small}"
+dataset = "digits28g"
+threshold = {_threshold(f_small["SmallCNN"])}
+[[transfers]]
+name = "s-to-l"
+train = ["CNN-s"]
+test = "CNN-l"
+[analysis]
+n_folds = 2
+fold_seeds = [0]
+classifiers = ["svm"]
+modes = ["plain"]
+feature_sets = ["deg", "evec", "B_Wl", "B_What", "B_Wprime", "learning-curve"]
+"""
+    _profile(root, text, "imp-all")
     env = {**os.environ, "PAPERLIB_ROOT": str(root), "PYTHONPATH": str(paths.CODE), "PAPERLIB_QUIET": "1"}
     env.pop("PAPERLIB_STORE", None)
-    proc = subprocess.run([sys.executable, "-m", "paperlib.pipeline", "--profile", name, "--no-progress",
-                           "-p", "repeats=1", "-p", "orders=5"], cwd=paths.CODE, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "paperlib.pipeline", "--profile", "imp-all", "--no-progress",
+                           "-p", "unrolled=false", "-p", "repeats=1", "-p", "orders=5"], cwd=paths.CODE, env=env,
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "01_train" not in proc.stdout and "01_import" in proc.stdout
-    manifest = json.loads((root / "results" / name / "manifest.json").read_text())
+    results = root / "results" / "imp-all"
+    manifest = json.loads((results / "manifest.json").read_text())
     assert [s["notebook"] for s in manifest["steps"]] == ["01_import", "02_graph", "03_features", "04_q1",
                                                            "05_q2", "06_q3", "07_early_stopping"]
-    q1 = pd.read_csv(root / "results" / name / "q1.csv")
-    assert len(q1) and set(q1["arch"]) == {p for p in pd.read_csv(root / "results" / name / "runs.csv")["arch"]}
+    runs = pd.read_csv(results / "runs.csv")
+    assert runs.groupby("arch").size().to_dict() == {"LeNet": 10, "CNN-s": 10, "CNN-l": 10, "SmallCNN": 10}
+    q1 = pd.read_csv(results / "q1.csv")
+    assert set(q1["arch"]) == set(runs["arch"]) and len(pd.read_csv(results / "q2.csv"))
+    print({s["notebook"]: s["seconds"] for s in manifest["steps"]})

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .. import files, paths
-from ..store import RunStore, spec_key
+from ..store import RunStore
 from . import own, raytune, smallcnnzoo
 from .core import IMPORT_VERSION, RunRecord, RunRef, SourceError, check_state_dict, configuration, finite, \
     standard_hparams

@@ -70,7 +70,8 @@ class ZooCNN(nn.Module):
             side = _side(_side(image_size, 5) // 2, 5) // 2
             side = _side(side, 2)
             drop = dropout > 0
-            layers += [nn.Conv2d(in_channels, 8, 5), nn.MaxPool2d(2, 2), act()] + ([nn.Dropout(dropout)] if drop else [])
+            dropouts = [nn.Dropout(dropout)] if drop else []
+            layers += [nn.Conv2d(in_channels, 8, 5), nn.MaxPool2d(2, 2), act()] + dropouts
             layers += [nn.Conv2d(8, 6, 5), nn.MaxPool2d(2, 2), act()] + ([nn.Dropout(dropout)] if drop else [])
             layers += [nn.Conv2d(6, 4, 2), act(), nn.Flatten(), nn.Linear(4 * side * side, 20), act()]
             layers += ([nn.Dropout(dropout)] if drop else []) + [nn.Linear(20, num_classes)]

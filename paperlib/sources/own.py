@@ -23,10 +23,10 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from .. import files
 from .core import MissingAccuracyError, RunRecord, RunRef, SourceError, load_state_dict_file
 from .profile_file import ImportedPopulation
 
@@ -46,8 +46,8 @@ def list_runs(ip: ImportedPopulation) -> list[RunRef]:
             meta = json.loads(meta_file.read_text())
         except (OSError, ValueError):
             meta = {}
-        files = (meta_file, folder / "metrics.csv", *sorted(folder.glob("epoch_*.pt")))
-        refs.append(RunRef(folder.name, folder, tuple(p for p in files if p.exists()),
+        wfiles = (meta_file, folder / "metrics.csv", *sorted(folder.glob("epoch_*.pt")))
+        refs.append(RunRef(folder.name, folder, tuple(p for p in wfiles if p.exists()),
                            hparams=dict(meta.get("hparams", {})) if isinstance(meta, dict) else {}))
     return refs
 
@@ -68,7 +68,7 @@ def read_run(ref: RunRef, ip: ImportedPopulation) -> RunRecord:
                           f"{ip.model!r} {ip.model_kwargs}; put runs of other architectures in another population")
     table = folder / "metrics.csv"
     try:
-        df = pd.read_csv(table)
+        df = files.read_source_csv(table)
     except (OSError, ValueError) as exc:
         raise MissingAccuracyError(table, ref.name, f"no readable table of test accuracies ({type(exc).__name__}); "
                                    "expected a CSV with columns epoch, test_acc (percent)") from exc
@@ -86,32 +86,17 @@ def read_run(ref: RunRef, ip: ImportedPopulation) -> RunRecord:
             if "train_loss" in df else {})
     secs = ({int(e): float(v) for e, v in zip(epochs, pd.to_numeric(df["seconds"], errors="coerce"))
              if math.isfinite(float(v))} if "seconds" in df else {})
-    weights, files = {}, {}
+    weights, wfiles = {}, {}
     for path in sorted(folder.iterdir()):
         m = WEIGHTS.match(path.name)
         if m:
             e = int(m.group(1))
             if e in weights:
-                raise SourceError(path, ref.name, f"a second weights file of epoch {e} ({files[e]})", e)
+                raise SourceError(path, ref.name, f"a second weights file of epoch {e} ({wfiles[e]})", e)
             weights[e] = (lambda p=path, e=e: load_state_dict_file(p, ref.name, e))
-            files[e] = str(path)
+            wfiles[e] = str(path)
     if not weights:
         raise SourceError(folder, ref.name, "holds no weights file; expected epoch_<e>.pt (one state_dict per epoch)")
     return RunRecord(name=ref.name, hparams=dict(meta.get("hparams", {})), accuracy=acc, weights=weights,
-                     weight_files=files, final_epoch=int(epochs.iloc[-1]), loss=loss, seconds=secs,
+                     weight_files=wfiles, final_epoch=int(epochs.iloc[-1]), loss=loss, seconds=secs,
                      accuracy_file=str(table))
-
-
-def write_run(folder: Path, model: str, model_kwargs: dict[str, Any], hparams: dict[str, Any],
-              states: dict[int, dict[str, Any]], accuracy: dict[int, float]) -> Path:
-    """Write one run in this layout (a helper for your own training loops and for the tests)."""
-    import torch
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "run.json").write_text(json.dumps({"model": model, "model_kwargs": model_kwargs, "hparams": hparams},
-                                                indent=1))
-    for e, sd in states.items():
-        torch.save(sd, folder / f"epoch_{e:03d}.pt")
-    pd.DataFrame({"epoch": list(accuracy), "test_acc": list(accuracy.values())}).to_csv(folder / "metrics.csv",
-                                                                                      index=False)
-    return folder

@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
-from ..profiles import Grid, Population, Profile, Transfer
 
 SOURCES = ("runs", "raytune", "smallcnnzoo")
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -129,6 +128,8 @@ def _first_run_model(folder: Path, file: Path) -> tuple[str, dict[str, Any]]:
 
 def parse(path: Path) -> ImportPlan:
     """The :class:`ImportPlan` of one profile file; :class:`ProfileFileError` names the file and the field."""
+    from ..profiles import Grid, Population, Profile, Transfer  # here: paperlib.profiles loads this module
+
     path = Path(path).resolve()
     raw = _read(path)
     name = raw.get("name") or path.stem
@@ -253,4 +254,6 @@ def load_all(builtin: set[str]) -> dict[str, Profile]:
 
 def plan_of(name: str) -> ImportPlan | None:
     """The import plan of profile ``name``, or None for a profile that is trained (01_train)."""
+    from .. import profiles  # noqa: F401  (importing it loads the profile files)
+
     return IMPORTED.get(name)

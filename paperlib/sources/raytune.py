@@ -96,8 +96,8 @@ def list_runs(ip: ImportedPopulation) -> list[RunRef]:
         except (OSError, ValueError, AttributeError):
             pass  # reported when the trial is read
         name = str(trial.relative_to(ip.path)) if trial != ip.path else trial.name
-        files = (trial / "result.json", *sorted(trial.glob("checkpoint_*/checkpoints")))
-        refs.append(RunRef(name, trial, files, hparams=config))
+        wfiles = (trial / "result.json", *sorted(trial.glob("checkpoint_*/checkpoints")))
+        refs.append(RunRef(name, trial, wfiles, hparams=config))
     return refs
 
 
@@ -105,7 +105,7 @@ def read_run(ref: RunRef, ip: ImportedPopulation) -> RunRecord:
     trial: Path = ref.location
     result = trial / "result.json"
     lines = _lines(result, ref.name)
-    weights, files = {}, {}
+    weights, wfiles = {}, {}
     for d in sorted(trial.iterdir()):
         m = CHECKPOINT.match(d.name)
         if not (m and d.is_dir()):
@@ -116,9 +116,9 @@ def read_run(ref: RunRef, ip: ImportedPopulation) -> RunRecord:
             raise MissingWeightsError(d, ref.name, "checkpoint folder without its weights: expected a file "
                                       "'checkpoints' (a state_dict) in it", e)
         if e in weights:
-            raise SourceError(d, ref.name, f"a second checkpoint folder of epoch {e} ({files[e]})", e)
+            raise SourceError(d, ref.name, f"a second checkpoint folder of epoch {e} ({wfiles[e]})", e)
         weights[e] = (lambda f=f, e=e: load_state_dict_file(f, ref.name, e))
-        files[e] = str(f)
+        wfiles[e] = str(f)
     if not weights:
         raise MissingWeightsError(trial, ref.name, "no checkpoint_<epoch> folder; expected one per epoch")
     scale = float(ip.options.get("accuracy_scale", 100.0))
@@ -149,22 +149,5 @@ def read_run(ref: RunRef, ip: ImportedPopulation) -> RunRecord:
         if isinstance(t, (int, float)) and math.isfinite(t):
             secs[e] = float(t)
     config = dict(lines[0].get("config", {}))
-    return RunRecord(name=ref.name, hparams=hparams_of(config), accuracy=acc, weights=weights, weight_files=files,
+    return RunRecord(name=ref.name, hparams=hparams_of(config), accuracy=acc, weights=weights, weight_files=wfiles,
                      final_epoch=max(acc), loss=loss, seconds=secs, accuracy_file=str(result))
-
-
-def write_trial(folder: Path, config: dict[str, Any], states: dict[int, dict[str, Any]], accuracy: dict[int, float],
-                pad: bool = True) -> Path:
-    """Write one trial in this layout, ``test_acc`` as a fraction, one line per epoch of ``accuracy``
-    with ``training_iteration = epoch + 1`` (a helper for tests and converters)."""
-    import torch
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for e, sd in states.items():
-        d = folder / (f"checkpoint_{e:06d}" if pad else f"checkpoint_{e}")
-        d.mkdir(exist_ok=True)
-        torch.save(sd, d / "checkpoints")
-    with open(folder / "result.json", "w") as fh:
-        for e, a in sorted(accuracy.items()):
-            fh.write(json.dumps({"test_acc": a / 100.0, "training_iteration": e + 1, "config": config}) + "\n")
-    return folder

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import files
 from .core import LayoutError, MissingAccuracyError, RunRecord, RunRef, SourceError
 from .profile_file import ImportedPopulation
 
@@ -59,7 +60,7 @@ def _shape(text: Any, file: Path) -> tuple[int, ...]:
 def read_layout(path: Path, row_length: int) -> list[tuple[str, int, int, tuple[int, ...]]]:
     """``(varname, start, end, shape)`` sorted by start; the ranges must tile ``0..row_length`` exactly."""
     try:
-        df = pd.read_csv(path)
+        df = files.read_source_csv(path)
     except (OSError, ValueError) as exc:
         raise LayoutError(path, None, f"not a readable CSV ({exc})") from exc
     cols = ("varname", "start_idx", "end_idx", "shape")
@@ -94,7 +95,7 @@ def _open(folder: Path) -> tuple[np.ndarray, pd.DataFrame, list[tuple[str, int, 
         raise SourceError(folder / "weights.npy", None, f"not a readable .npy file ({exc})") from exc
     if weights.ndim != 2:
         raise LayoutError(folder / "weights.npy", None, f"shape {weights.shape}; expected (checkpoints, parameters)")
-    metrics = pd.read_csv(folder / "metrics.csv.gz")
+    metrics = files.read_source_csv(folder / "metrics.csv.gz")
     acc_col = "test_accuracy" if "test_accuracy" in metrics else "test_acc" if "test_acc" in metrics else None
     if acc_col is None:
         raise MissingAccuracyError(folder / "metrics.csv.gz", None, "has no column test_accuracy (or test_acc); "
@@ -126,13 +127,13 @@ def _hparams(row: pd.Series) -> dict[str, Any]:
 
 def list_runs(ip: ImportedPopulation) -> list[RunRef]:
     weights, metrics, _ = _open(ip.path)
-    files = tuple(ip.path / f for f in FILES)
+    wfiles = tuple(ip.path / f for f in FILES)
     config_cols = [c for c in metrics.columns if str(c).startswith("config.")]
     refs = []
     for modeldir, rows in metrics.groupby("modeldir", sort=True):
         rows = rows.sort_values("step", kind="stable")
         hp = {c: (v.item() if hasattr(v, "item") else v) for c, v in rows.iloc[0][config_cols].items()}
-        refs.append(RunRef(str(modeldir), rows.index.to_numpy(), files, hparams=hp))
+        refs.append(RunRef(str(modeldir), rows.index.to_numpy(), wfiles, hparams=hp))
     return refs
 
 
@@ -171,11 +172,11 @@ def read_run(ref: RunRef, ip: ImportedPopulation) -> RunRecord:
     loss = ({int(s): float(v) for s, v in zip(steps, rows["train_loss"].astype(float))}
             if "train_loss" in rows else {})
     file = ip.path / "weights.npy"
-    fns, files = {}, {}
+    fns, wfiles = {}, {}
     for s, i in zip(steps, ref.location):
         fns[int(s)] = (lambda i=int(i), s=int(s): to_state_dict(np.asarray(weights[i]), layout, file, ref.name, s))
-        files[int(s)] = f"{file} row {int(i)}"
-    return RunRecord(name=ref.name, hparams=_hparams(rows.iloc[0]), accuracy=acc, weights=fns, weight_files=files,
+        wfiles[int(s)] = f"{file} row {int(i)}"
+    return RunRecord(name=ref.name, hparams=_hparams(rows.iloc[0]), accuracy=acc, weights=fns, weight_files=wfiles,
                      final_epoch=int(steps.max()), loss=loss, accuracy_file=str(metrics_file))
 
 
@@ -193,14 +194,3 @@ def tf_row(state: dict[str, torch.Tensor]) -> tuple[np.ndarray, list[tuple[str, 
             parts.append(flat)
             at += flat.size
     return np.concatenate(parts), layout
-
-
-def write_archive(folder: Path, rows: list[np.ndarray], metrics: pd.DataFrame,
-                  layout: list[tuple[str, int, int, tuple[int, ...]]]) -> Path:
-    """``weights.npy``, ``metrics.csv.gz`` and ``layout.csv`` of one archive (row i of both describes checkpoint i)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "weights.npy", np.stack(rows).astype(np.float32))
-    metrics.to_csv(folder / "metrics.csv.gz", index=False)
-    pd.DataFrame(layout, columns=["varname", "start_idx", "end_idx", "shape"]).to_csv(folder / "layout.csv",
-                                                                                    index=False)
-    return folder
