@@ -120,7 +120,7 @@ def steps(networks: int) -> None:
         ts.LRS = ts.LRS[:networks]
         for label, fixture, toml in (("runs", ts.own_runs, ts.OWN_TOML), ("raytune", ts.zoo_trials, ts.ZOO_TOML),
                                      ("smallcnnzoo", ts.small_zoo, ts.SMALL_TOML)):
-            base, _ = fixture.__wrapped__(Factory(tmp / label))
+            base, _, _ = fixture.__wrapped__(Factory(tmp / label))
             root = make_root(tmp / label / "root")
             ts._profile(root, toml.format(name=f"b-{label}", path=base), f"b-{label}")
             env = {**os.environ, "PAPERLIB_ROOT": str(root), "PYTHONPATH": str(CODE), "PAPERLIB_QUIET": "1"}

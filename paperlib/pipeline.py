@@ -396,9 +396,9 @@ def _producer(inp: Input, profile: str | None = None) -> str | None:
 def steps_for(profile: str, only: Sequence[str] = ()) -> list[str]:
     """The steps to run on ``profile``: ``only`` (every step when empty), without the producer of the
     runs that does not apply to it (01_train for an imported profile, 01_import for a trained one).
-    Naming a step in ``only`` that does not apply is a ParameterError."""
+    ``only`` naming no step but ones that do not apply is a ParameterError."""
     wrong = [s for s in only if not get_step(s).applies_to(profile)]
-    if wrong:
+    if wrong and len(wrong) == len(set(only)):
         other = [s.name for s in STEPS if s.populations != "any" and s.applies_to(profile)]
         raise ParameterError(f"step {wrong[0]} does not apply to profile {profile!r}; its runs come from "
                              f"{other[0] if other else 'another step'}")

@@ -134,6 +134,9 @@ def write_run(store: RunStore, ip: ImportedPopulation, ref: RunRef, rec: RunReco
         if e > 0 and (not finite(state) or not _ok(rec.accuracy.get(e))):
             status, div_epoch, horizon_end = "diverged", e, e
             break
+    for e in run.snapshot_epochs():  # from an earlier import of other files: not part of this run any more
+        if str(e) not in snapshots:
+            run.snapshot_path(e).unlink()
     if status == "finished":
         bad = [e for e in sorted(rec.accuracy) if e > horizon_end and not _ok(rec.accuracy[e])]
         if bad:
