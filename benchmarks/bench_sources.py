@@ -127,10 +127,20 @@ def steps(networks: int) -> None:
             subprocess.run([sys.executable, "-m", "paperlib.pipeline", "--profile", f"b-{label}", "--no-progress",
                             "--only", "01_import", "--only", "02_graph", "--only", "03_features"], cwd=CODE, env=env,
                            check=True, capture_output=True)
-            man = json.loads((root / "results" / f"b-{label}" / "manifest.json").read_text())
-            n = len(pd.read_csv(root / "results" / f"b-{label}" / "runs.csv"))
-            print(label, f"{n} networks:", ", ".join(f"{s['notebook']} {s['seconds'] / n:.2f} s/network"
-                                                      for s in man["steps"]))
+            res = root / "results" / f"b-{label}"
+            man = json.loads((res / "manifest.json").read_text())
+            n = len(pd.read_csv(res / "runs.csv"))
+            cent = pd.read_csv(res / "centralities.csv")
+            feats = pd.read_csv(res / "features.csv")
+            inside = {  # measured inside the steps, per network (no kernel start-up)
+                "import": json.loads((res / "metrics.json").read_text())["import"]["seconds_per_network"],
+                "02 rolled": float((cent["n_snapshots"] * cent["rolled_seconds"]).mean()),
+                "02 unrolled": float((cent["n_snapshots"] * cent["unrolled_seconds"]).mean()),
+                "03": float(feats.groupby("arch")["seconds_per_network"].sum().mean()),
+            }
+            print(label, f"{n} networks, whole steps (with kernel start-up):",
+                  ", ".join(f"{s['notebook']} {s['seconds']:.1f} s" for s in man["steps"]),
+                  "| per network inside the steps:", ", ".join(f"{k} {v:.3f} s" for k, v in inside.items()))
     finally:
         shutil.rmtree(tmp)
 
@@ -143,6 +153,6 @@ if __name__ == "__main__":
     ap.add_argument("what", choices=["memory", "steps"])
     ap.add_argument("--rows", type=int, default=270_000)
     ap.add_argument("--sample", type=int, default=100)
-    ap.add_argument("--networks", type=int, default=6)
+    ap.add_argument("--networks", type=int, default=10)
     a = ap.parse_args()
     memory(a.rows, a.sample) if a.what == "memory" else steps(a.networks)

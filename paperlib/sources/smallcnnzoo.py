@@ -182,7 +182,7 @@ def read_run(ref: RunRef, ip: ImportedPopulation) -> RunRecord:
 
 def tf_row(state: dict[str, torch.Tensor]) -> tuple[np.ndarray, list[tuple[str, int, int, tuple[int, ...]]]]:
     """A state_dict of :class:`SmallCNN` as one row in the zoo's layout (bias, then kernel, per layer, TensorFlow
-    shapes) and its layout rows (a helper for tests and converters)."""
+    shapes) and its layout rows, for converters and for the tests."""
     parts, layout, at = [], [], 0
     for i, name in enumerate(["conv1", "conv2", "conv3", "dense"]):
         w = state[f"{name}.weight"].detach().numpy()
