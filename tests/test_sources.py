@@ -505,3 +505,23 @@ feature_sets = ["deg", "evec", "B_Wl", "B_What", "B_Wprime", "learning-curve"]
     q1 = pd.read_csv(results / "q1.csv")
     assert set(q1["arch"]) == set(runs["arch"]) and len(pd.read_csv(results / "q2.csv"))
     print({s["notebook"]: s["seconds"] for s in manifest["steps"]})
+
+
+def test_the_runner_selects_01_import_for_a_profile_file(in_root, tmp_path, monkeypatch):
+    from paperlib import pipeline
+
+    monkeypatch.delenv("PAPERLIB_PROFILES", raising=False)
+    path = tmp_path / "elsewhere.toml"
+    path.write_text(OWN_TOML.format(name="sel-t", path=tmp_path))
+    monkeypatch.setattr(profile_file, "_first_run_model", lambda folder, file: ("lenet", {}))
+    assert pipeline._profile_argument(str(path)) == "sel-t"  # --profile FILE: registered, passed on to kernels
+    assert str(path.resolve()) in os.environ["PAPERLIB_PROFILES"]
+    assert pipeline.steps_for("sel-t")[0] == "01_import" and "01_train" not in pipeline.steps_for("sel-t")
+    assert pipeline.steps_for("smoke")[0] == "01_train" and "01_import" not in pipeline.steps_for("smoke")
+    with pytest.raises(pipeline.ParameterError, match="01_import does not apply to profile 'smoke'"):
+        pipeline.steps_for("smoke", ["01_import"])
+    with pytest.raises(pipeline.ParameterError, match="01_train does not apply"):
+        pipeline.steps_for("sel-t", ["01_train"])
+    # a missing runs.csv of an imported profile names 01_import, not 01_train
+    missing = pipeline.check_inputs("02_graph", "sel-t")
+    assert missing and all(m.made_by == "01_import" for m in missing)
