@@ -81,11 +81,24 @@ class DatasetInfo:
     native_size: int  # side of the images as stored
 
 
-DATASETS: dict[str, DatasetInfo] = {
+class _Datasets(dict):
+    """paperlib's datasets; a name it does not have may be the data of an imported population, whose
+    channels and classes its profile file declares (:mod:`paperlib.sources.profile_file`)."""
+
+    def __missing__(self, name: str) -> DatasetInfo:
+        from .sources.profile_file import DATASETS as IMPORTED
+
+        if name not in IMPORTED:
+            raise KeyError(name)
+        channels, classes, size = IMPORTED[name]
+        return DatasetInfo(in_channels=channels, num_classes=classes, native_size=size)
+
+
+DATASETS: dict[str, DatasetInfo] = _Datasets({
     "digits": DatasetInfo(in_channels=1, num_classes=10, native_size=8),
     "cifar10": DatasetInfo(in_channels=3, num_classes=10, native_size=32),
     "tiny-imagenet": DatasetInfo(in_channels=3, num_classes=200, native_size=64),
-}
+})
 
 DIGITS_TEST_FRACTION = 0.2
 SPLIT_SEED = 0  # seed of the digits train/test split and of the Tiny-ImageNet sample

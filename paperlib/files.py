@@ -20,6 +20,8 @@ file (under results/<p>/)      written   read by
 =============================  ========  =================================================
 ``runs.csv``                   01        02, 03, 06, 07, Table 1
 ``snapshots.csv``              01        ``make verify`` (:mod:`paperlib.verify`)
+``import_skipped.csv``         01i       the import's summary (networks not imported, why)
+``imported.csv``               01i       the import's summary (what each network's horizon holds)
 ``overrides.json``             01        every later step (:func:`read_overrides`)
 ``table1.csv``                 01        the README's report
 ``centralities.csv``           02        06 (cross-check of the timings)
@@ -43,6 +45,9 @@ seconds go to ``timings/<table>`` beside it, keyed by the table's key columns
 :func:`read_table` joins the seconds back (NaN when the timings file is not there). Steps 04, 05
 and 07 record no seconds but their duration in the manifest. ``q3.csv`` (and Fig. 5) *are* a
 measurement of the machine that ran 06.
+
+01i is ``01_import``, which makes ``runs.csv`` and the run store of an imported profile instead of
+01 (:mod:`paperlib.sources`).
 
 The run store (one directory per trained network: snapshots, checkpoints, cached
 centralities) is :mod:`paperlib.store`; it writes with the same primitives. The paper's own
@@ -272,6 +277,10 @@ EARLY_STOPPING_COLUMNS = [
     "regret_p90", "no_regret_share", "high_stopped_mean", "low_stopped_mean", "best_stopped_share",
     "epochs_mean", "epochs_none_mean", "best_none_mean",
 ]
+#: written by 01_import (paperlib.sources): networks that could not be read, and what each imported network holds
+IMPORT_SKIPPED_COLUMNS = ["arch", "source", "run", "file", "epoch", "error", "reason"]
+IMPORTED_COLUMNS = ["key", "arch", "source", "run", "epochs_in_horizon", "horizon_end", "status", "final_epoch",
+                    "final_acc", "seconds"]
 
 TABLES: dict[str, Table] = {t.name: t for t in [
     Table("runs.csv", RUN_COLUMNS, bools=("diverged",), texts=("status",), float_format="%.6g",
@@ -291,6 +300,9 @@ TABLES: dict[str, Table] = {t.name: t for t in [
     Table("table2.csv", TABLE2_COLUMNS, bools=("best", "same_dataset"), texts=("mode", "paper_dataset", "paper_note"),
           float_format="%.6g"),
     Table("early_stopping.csv", EARLY_STOPPING_COLUMNS, float_format="%.6g"),
+    Table("import_skipped.csv", IMPORT_SKIPPED_COLUMNS, texts=("run", "file", "error", "reason")),
+    Table("imported.csv", IMPORTED_COLUMNS, texts=("run", "status"), float_format="%.6g", timings=("seconds",),
+          key=("key",)),
 ]}
 
 
@@ -395,6 +407,12 @@ def read_cells(path: Path) -> pd.DataFrame:
 def read_table_or_none(profile: Any, name: str) -> pd.DataFrame | None:
     """:func:`read_table`, or None when the file does not exist."""
     return read_table(profile, name) if result_path(profile, name).exists() else None
+
+
+def read_source_csv(path: Path) -> pd.DataFrame:
+    """A CSV (or ``.csv.gz``) that is an *input* of an import source (``paperlib.sources``), not a file
+    between steps: read as it is, its columns checked by the source that reads it."""
+    return pd.read_csv(path)
 
 
 # --------------------------------------------------------------------------- the run table

@@ -313,7 +313,13 @@ def build_model(model: str, num_classes: int, in_channels: int, image_size: int,
     'Linear'
     """
     if model not in MODELS:
-        raise KeyError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
+        from .sources.models import build_imported, resolve  # the zoos' models, torchvision, package.module:function
+
+        try:
+            resolve(model)
+        except ValueError as exc:
+            raise KeyError(f"unknown model {model!r}; choose one of {sorted(MODELS)} ({exc})") from None
+        return build_imported(model, num_classes, in_channels, image_size, dropout=dropout, **model_kwargs)
     return MODELS[model](num_classes=num_classes, in_channels=in_channels, image_size=image_size,
                          dropout=dropout, **model_kwargs)
 

@@ -97,6 +97,15 @@ class Step:
     title: str
     outputs: tuple[str, ...]
     inputs: tuple[Input, ...] = ()
+    populations: str = "any"  # "trained": profiles of paperlib.profiles; "imported": profile files; "any"
+
+    def applies_to(self, profile: str) -> bool:
+        """Whether this step runs for ``profile`` (01_train for trained profiles, 01_import for imported ones)."""
+        if self.populations == "any":
+            return True
+        from .sources.profile_file import plan_of
+
+        return (plan_of(profile) is not None) == (self.populations == "imported")
 
     @property
     def notebook(self) -> Path:
@@ -112,7 +121,12 @@ FEATURES = (Input(R + "features.csv"), Input(R + "features/{arch}.npz"))
 STEPS: tuple[Step, ...] = (
     Step("01_train", "Train populations, snapshot every epoch; Table 1",
          (R + "runs.csv", R + "snapshots.csv", R + "timings/runs.csv", R + "table1.csv", R + "table1.md",
-          R + "overrides.json", "{store}/runs")),
+          R + "overrides.json", "{store}/runs"),
+         populations="trained"),
+    Step("01_import", "Import existing checkpoints (a profile file) instead of training; Table 1",
+         (R + "runs.csv", R + "timings/runs.csv", R + "table1.csv", R + "table1.md", R + "overrides.json",
+          "{store}/runs", R + "import_skipped.csv", R + "imported.csv", R + "timings/imported.csv"),
+         populations="imported"),
     Step("02_graph", "Rolled and unrolled graphs, centralities of every snapshot (S1, S2)",
          (R + "centralities.csv", R + "timings/centralities.csv", R + "graph_sizes.csv", F + "fig1.png",
           F + "fig1.pdf"),
@@ -190,6 +204,7 @@ PARAMETERS: dict[str, Param] = {
     "trials": Param(minimum=0, note="networks per simulated search; 0: the whole population"),
     "stop_below": Param(minimum=0.0, maximum=1.0, note="a probability"),
     "seed": Param(minimum=0),
+    "networks": Param(minimum=0, note="0 keeps the profile file's limit"),
     "scheduler": Param(note="dask scheduler address; '' starts a local cluster"),
 }
 
@@ -378,13 +393,26 @@ def _runs_problem(profile: str) -> str | None:
     return None
 
 
-def _producer(inp: Input) -> str | None:
+def _producer(inp: Input, profile: str | None = None) -> str | None:
     if inp.made_by:
-        return inp.made_by
+        return inp.made_by.replace("01_train", "01_import") if profile and get_step("01_import").applies_to(
+            profile) else inp.made_by
     for step in STEPS:
-        if inp.path in step.outputs:
+        if inp.path in step.outputs and (profile is None or step.applies_to(profile)):
             return step.name
     return None
+
+
+def steps_for(profile: str, only: Sequence[str] = ()) -> list[str]:
+    """The steps to run on ``profile``: ``only`` (every step when empty), without the producer of the
+    runs that does not apply to it (01_train for an imported profile, 01_import for a trained one).
+    ``only`` naming no step but ones that do not apply is a ParameterError."""
+    wrong = [s for s in only if not get_step(s).applies_to(profile)]
+    if wrong and len(wrong) == len(set(only)):
+        other = [s.name for s in STEPS if s.populations != "any" and s.applies_to(profile)]
+        raise ParameterError(f"step {wrong[0]} does not apply to profile {profile!r}; its runs come from "
+                             f"{other[0] if other else 'another step'}")
+    return [s.name for s in STEPS if (not only or s.name in only) and s.applies_to(profile)]
 
 
 @dataclass(frozen=True)
@@ -435,7 +463,7 @@ def check_inputs(step: str, profile: str, made_before: Sequence[str] = ()) -> li
         problems = _input_problems(inp, profile, archs)
         if problems and any(not _input_problems(alt, profile, archs) for alt in inp.alternatives):
             continue
-        missing += [Missing(step, p, why, _producer(inp), inp.path) for p, why in problems]
+        missing += [Missing(step, p, why, _producer(inp, profile), inp.path) for p, why in problems]
     return missing
 
 
@@ -655,7 +683,7 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
 
     from .files import atomic_write_json
 
-    steps = [s for s in STEP_NAMES if s in steps]
+    steps = [s for s in STEP_NAMES if s in steps and get_step(s).applies_to(profile)]
     per_step = preflight(steps, profile, raw_params)  # may raise: nothing has run yet
     out_dir = paths.ensure(paths.executed_dir(profile))
     paths.ensure(paths.results_dir(profile))
@@ -788,6 +816,25 @@ def _list(profile: str) -> None:
             print(f"    -> {o.format(profile=profile, arch='<arch>', store='<store>')}")
 
 
+def _profile_argument(value: str) -> str:
+    """A profile name, or the path of a profile file (registered, and passed on to the notebooks' kernels
+    through ``PAPERLIB_PROFILES``): its name."""
+    if not value.endswith((".toml", ".json")) or value in PROFILES:
+        return value
+    from .sources import profile_file
+
+    path = Path(value).resolve()
+    if not path.is_file():
+        raise ParameterError(f"profile file {value} does not exist")
+    try:
+        plan = profile_file.load(path, set(PROFILES) - set(profile_file.IMPORTED))
+    except profile_file.ProfileFileError as exc:
+        raise ParameterError(str(exc)) from None
+    PROFILES[plan.profile.name] = plan.profile
+    os.environ["PAPERLIB_PROFILES"] = os.pathsep.join(p for p in (os.environ.get("PAPERLIB_PROFILES"), str(path)) if p)
+    return plan.profile.name
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m paperlib.pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="default", help=f"one of {sorted(PROFILES)} (default: default)")
@@ -799,8 +846,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="list notebooks, parameters and their ranges, inputs and outputs, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar of the runner")
     args = parser.parse_args(argv)
-    steps = [s for s in STEP_NAMES if not args.only or s in args.only]
     try:
+        args.profile = _profile_argument(args.profile)
+        steps = steps_for(args.profile, args.only or ())
         if args.list:
             _list(args.profile)
             return 0

@@ -271,12 +271,25 @@ PAPER = Profile(
 PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, DEFAULT, PAPER)}
 
 
+def _imported_profiles() -> dict[str, Profile]:
+    """Profiles of imported populations, from profile files (:mod:`paperlib.sources.profile_file`)."""
+    from .sources import profile_file
+
+    return profile_file.load_all(set(PROFILES))
+
+
+PROFILES.update(_imported_profiles())
+
+
 def get_profile(name: str, **overrides: Any) -> Profile:
     """The profile called ``name``, with optional field overrides (see ``Profile.with_overrides``)."""
     try:
         profile = PROFILES[name]
     except KeyError:
-        raise KeyError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}") from None
+        from .sources.profile_file import ERRORS
+
+        broken = "".join(f"; profile file with errors: {e}" for e in ERRORS.values())
+        raise KeyError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}{broken}") from None
     return profile.with_overrides(**overrides) if overrides else profile
 
 

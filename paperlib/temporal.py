@@ -138,7 +138,10 @@ def compute_run(run: Run, epochs: list[int], kinds: tuple[str, ...], input_shape
     out["load_seconds"] = (time.perf_counter() - t0) / max(len(epochs), 1)
     finite = np.array([_finite(m) for m in models], dtype=bool)
     spec = run.spec
-    arch_key = repr((spec.get("model"), sorted(spec.get("model_kwargs", {}).items()), tuple(input_shape)))
+    # the modules themselves are part of the key: a hyperparameter may change them (the Model Zoos' CNN-s has
+    # dropout modules, which shift its layer indices, only when its dropout is above 0)
+    structure = tuple((name, type(m).__name__) for name, m in models[0].named_modules())
+    arch_key = repr((spec.get("model"), sorted(spec.get("model_kwargs", {}).items()), tuple(input_shape), structure))
     if arch_key not in plans:
         t0 = time.perf_counter()
         plans[arch_key] = graph.GraphPlan(models[0], input_shape)

@@ -1,0 +1,17 @@
+"""Populations of checkpoints that exist already: your own runs and two public zoos, imported so that
+steps 02-07 run on them unchanged.
+
+A profile file (TOML or JSON) names the sources; ``01_import`` (instead of ``01_train``) writes the
+run store and ``runs.csv`` that ``01_train`` would have written. See the README, "Analysing
+checkpoints you already have".
+
+``profile_file``  profile files: found, parsed into a :class:`~paperlib.profiles.Profile`, registered
+``core``          what a source hands the importer; the named errors of bad input
+``importer``      the one import path: :func:`~paperlib.sources.importer.import_profile`
+``own``           your own runs: one folder per run (``source = "runs"``)
+``raytune``       Ray Tune experiment folders, the Model Zoos' raw layout (``source = "raytune"``)
+``smallcnnzoo``   the Small CNN Zoo's ``weights.npy`` / ``metrics.csv.gz`` / ``layout.csv``
+``models``        the zoos' architectures as models of ours; torchvision and ``package.module:function``
+
+Nothing is imported here, so that reading profile files stays free of torch.
+"""
