@@ -8,6 +8,7 @@ papermill, on one profile::
     python -m paperlib.pipeline --only 04_q1         # one notebook (repeatable)
     python -m paperlib.pipeline -p epochs=5          # override a notebook parameter
     python -m paperlib.pipeline --list               # steps, parameters and their ranges, inputs, outputs
+    python -m paperlib.pipeline --write-headers      # each notebook's header (reads/rewrites) from STEPS
 
 **Declared once.** :data:`STEPS` lists every notebook with the files it reads (``inputs``) and
 writes (``outputs``); the step that makes an input is the one that declares it as an output.
@@ -784,11 +785,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true",
                         help="list notebooks, parameters and their ranges, inputs and outputs, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar of the runner")
+    parser.add_argument("--write-headers", action="store_true",
+                        help="regenerate every notebook's header (what it reads and rewrites) from STEPS, then exit")
     args = parser.parse_args(argv)
     steps = [s for s in STEP_NAMES if not args.only or s in args.only]
     try:
         if args.list:
             _list(args.profile)
+            return 0
+        if args.write_headers:
+            from .notebooks import write_headers
+
+            for path in write_headers():
+                print(f"rewrote {paths.relative(path)}")
             return 0
         return run(steps, args.profile, args.parameter, progress=not args.no_progress)
     except (ParameterError, MissingInputError) as exc:
