@@ -195,7 +195,13 @@ class ParameterError(ValueError):
 
 
 class MissingInputError(FileNotFoundError):
-    """Inputs of a step are missing or empty; the message names them and the step that makes them."""
+    """Inputs of a step are missing or empty; the message names them and the notebook that makes them.
+
+    In a notebook IPython shows only the message, without a traceback (:meth:`_render_traceback_`).
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return f"{type(self).__name__}: {self}".splitlines()
 
 
 def notebook_path(name: str) -> Path:
@@ -391,7 +397,7 @@ class Missing:
     def message(self, profile: str) -> str:
         how = ""
         if self.made_by in STEP_NAMES:
-            how = (f"; it is made by step {self.made_by}: "
+            how = (f"; open and run {self.made_by}.ipynb first, or run "
                    f"`python -m paperlib.pipeline --profile {profile} --only {self.made_by}`")
         elif self.made_by:
             how = f"; it is made by {self.made_by}"
@@ -435,7 +441,7 @@ def _missing_message(step: str, profile: str, missing: Sequence[Missing]) -> str
     lines += [f"  - {m.message(profile)}" for m in missing[:12]]
     if len(missing) > 12:
         lines.append(f"  ... and {len(missing) - 12} more")
-    lines.append("Nothing was written.")
+    lines.append(f"Nothing was written. Every step in order: `make reproduce PROFILE={profile}`.")
     return "\n".join(lines)
 
 

@@ -117,3 +117,39 @@ def test_header_names_every_declared_input_and_committed_output():
             assert o.format(profile="default", arch="<arch>", store="results/default/store") in block
         for i in step.inputs:
             assert i.path.format(profile="default", arch="<arch>", store="results/default/store") in block
+
+
+@pytest.mark.slow
+def test_a_missing_input_is_a_short_message_in_the_notebook(tmp_path):
+    """02_graph on a fresh clone: an error output without traceback that names 01_train.ipynb and
+    the command; the runner exits 2 with the same message."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    shutil.copytree(paths.NOTEBOOKS, tmp_path / "notebooks")
+    env = {**os.environ, "PAPERLIB_ROOT": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(paths.CODE), os.environ.get("PYTHONPATH", "")])}
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        with pytest.raises(PapermillExecutionError):
+            pm.execute_notebook(str(tmp_path / "notebooks" / "02_graph.ipynb"), str(tmp_path / "out.ipynb"),
+                                parameters={"profile": "smoke"}, kernel_name="python3",
+                                cwd=str(tmp_path / "notebooks"), progress_bar=False)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert len(errors) == 1 and errors[0].ename == "MissingInputError"
+    shown = "\n".join(errors[0].traceback)
+    assert "Traceback" not in shown and "File " not in shown and "\x1b[" not in shown, shown
+    assert "01_train.ipynb" in shown and "--only 01_train" in shown and "make reproduce" in shown
+    run = subprocess.run([sys.executable, "-m", "paperlib.pipeline", "--profile", "smoke", "--only", "02_graph"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "01_train.ipynb" in run.stderr and "Traceback" not in run.stderr
