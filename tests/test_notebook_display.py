@@ -1,0 +1,63 @@
+"""What the notebooks display: readings as Markdown, Table 2 folded for a normal window, figures from their files."""
+
+import re
+
+import pytest
+
+from paperlib import render, tables
+from paperlib.render import reading_markdown, table2_display, table2_markdown
+
+TEXT = """Table 2 of profile 'smoke': 4 columns x classifiers. p < 0.05.
+
+       LeNet SVM: best of Ours 0.86 (majority 0.67); vs learning curve: no significant difference
+   ResNet-20 MLP: best of Ours 0.85 <LC (majority 0.58) A -> B
+- LeNet: graph + curve saves the most compute (67% of the epochs).
+  graph signatures: 66% saved, regret 0.00; $x$ *y*
+"""
+
+
+def test_reading_markdown_keeps_every_word_and_number():
+    md = reading_markdown(TEXT)
+    assert re.findall(r"\d+(?:\.\d+)?", TEXT) == re.findall(r"\d+(?:\.\d+)?", md)
+    assert "- LeNet SVM: best of Ours 0.86" in md and "- ResNet-20 MLP" in md
+    assert "  - graph signatures: 66% saved" in md  # nested under its "- " item
+    assert "<LC" not in md and "&lt;LC" in md and "A → B" in md  # no accidental HTML
+    assert "\\$x\\$" in md and "\\*y\\*" in md  # no accidental math or emphasis
+    assert not any("  " in line.strip() for line in md.splitlines())  # terminal alignment gone
+
+
+def test_table2_markdown_has_every_cell_and_one_column_per_architecture(synthetic_smoke):
+    t2 = tables.write_table2("smoke")
+    display, _ = table2_display(t2)
+    md = table2_markdown(t2)
+    for value in display.drop(columns=["classifier"]).to_numpy().ravel():
+        if value:
+            assert render._md_escape(str(value)) in md, value
+    archs = [c for c in display.columns if c not in ("classifier", "features") and not c.startswith("paper ")]
+    header = next(line for line in md.splitlines() if line.startswith("| features"))
+    assert header.count("|") == len(archs) + 2
+    assert md.count("| features") == display["classifier"].nunique()
+
+
+def test_show_table2_and_figure_show(synthetic_smoke):
+    from paperlib import figures
+
+    tables.write_table2("smoke")
+    assert "Table 2." in render.show_table2("smoke").data
+    figures.fig3("smoke")
+    image = figures.show("smoke", "fig3")
+    assert image.width == figures.NOTEBOOK_WIDTH_PX and image.data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name", ["fig3", "fig4"])
+def test_figures_3_and_4_legend_above_and_text_at_notebook_size(synthetic_smoke, name):
+    from paperlib import figures
+
+    fig = getattr(figures, name)("smoke")
+    legend = fig.legends[0]
+    fig.canvas.draw()
+    top_of_panels = max(ax.get_position().y1 for ax in fig.axes)
+    assert legend.get_window_extent().transformed(fig.transFigure.inverted()).y0 >= top_of_panels - 1e-6
+    px_per_pt = figures.NOTEBOOK_WIDTH_PX / (fig.get_figwidth() * 72)
+    sizes = [t.get_fontsize() for ax in fig.axes for t in (*ax.get_xticklabels(), *ax.get_yticklabels(), ax.title)]
+    assert min(sizes) * px_per_pt >= 14 - 0.5  # JupyterLab's text is 14 px
