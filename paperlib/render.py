@@ -365,3 +365,32 @@ def show_table2(profile: Any, t2: pd.DataFrame | None = None):
     notes = [line[2:] for line in md.splitlines() if line.startswith("- ")]
     caption = md.splitlines()[0] if md else ""
     return Markdown(f"{caption}\n\n" + table2_markdown(t2, notes))
+
+
+def training_summary(runs: pd.DataFrame):
+    """What a call of :func:`paperlib.train.train_profile` did, per population, for a notebook.
+
+    One Markdown line (networks trained, resumed, retrained and skipped; wall time) and a table
+    per population with the summed training time of the networks trained this time.
+    """
+    from IPython.display import Markdown
+
+    info = runs.attrs.get("training", {})
+    actions = info.get("actions", {})
+    kinds = ("trained", "resumed", "retrained", "skipped")
+    act = runs["key"].map(actions).fillna("skipped")
+    rows = []
+    for arch, sub in runs.groupby("arch", sort=False):
+        a = act[sub.index]
+        worked = sub[a != "skipped"]
+        rows.append([arch, str(len(sub))] + [str(int((a == k).sum())) for k in kinds]
+                    + [f"{worked['train_seconds'].sum() / 60:.1f}" if len(worked) else "–"])
+    counts = {k: int((act == k).sum()) for k in kinds}
+    wall = info.get("wall_seconds")
+    line = (f"**Training:** {len(runs)} networks: {counts['trained']} trained, {counts['resumed']} resumed from their "
+            f"last complete epoch, {counts['retrained']} retrained (damaged snapshots), {counts['skipped']} skipped "
+            "(already finished)" + (f"; {wall / 60:.1f} min wall time." if wall is not None else "."))
+    frame = pd.DataFrame(rows, columns=["population", "networks", *kinds, "training time this run (min, summed)"])
+    note = ("Runs of all populations train side by side, so a population's time is the sum over its networks "
+            "trained or resumed in this run (– when all were skipped).")
+    return Markdown(f"{line}\n\n{to_markdown(frame)}\n{note}\n")

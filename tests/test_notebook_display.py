@@ -61,3 +61,40 @@ def test_figures_3_and_4_legend_above_and_text_at_notebook_size(synthetic_smoke,
     px_per_pt = figures.NOTEBOOK_WIDTH_PX / (fig.get_figwidth() * 72)
     sizes = [t.get_fontsize() for ax in fig.axes for t in (*ax.get_xticklabels(), *ax.get_yticklabels(), ax.title)]
     assert min(sizes) * px_per_pt >= 14 - 0.5  # JupyterLab's text is 14 px
+
+
+def _tiny_spec(**over) -> dict:
+    from paperlib import train
+
+    spec = {
+        "dataset": "digits", "image_size": 16, "train_limit": 192, "model": "lenet",
+        "model_kwargs": {"width": 0.5}, "lr": 0.05, "dropout": 0.3, "seed": 3, "optimizer": "sgd",
+        "momentum": 0.9, "batch_size": 64, "epochs": 3, "patience": 5, "burn_in": 0, "device": "cpu",
+        "precision": "float32", "threads": 1, "version": train.TRAIN_VERSION,
+    }
+    return spec | over
+
+
+def test_training_summary_counts_trained_resumed_retrained_and_skipped(tmp_path):
+    from paperlib import train
+    from paperlib.store import RunStore
+
+    a, b, c = _tiny_spec(seed=1), _tiny_spec(seed=2), _tiny_spec(seed=3)
+    train.train_run(tmp_path, a)  # finished before: skipped
+
+    def kill_after_1(epoch):
+        if epoch == 1:
+            raise train.RunInterrupted("killed")
+
+    with pytest.raises(train.RunInterrupted):
+        train.train_run(tmp_path, b, on_epoch_end=kill_after_1)  # resumed
+    runs = train.train_specs(tmp_path, [("LeNet", a), ("LeNet", b), ("AlexNet", c)], workers=1)
+    assert sorted(runs.attrs["training"]["actions"].values()) == ["resumed", "skipped", "trained"]
+    md = render.training_summary(runs).data
+    assert "3 networks: 1 trained, 1 resumed" in md and "1 skipped" in md and "min wall time" in md
+    assert "| LeNet" in md and "| AlexNet" in md
+    snap = RunStore(tmp_path).run(a).snapshot_path(2)
+    snap.write_bytes(snap.read_bytes()[:50])
+    with pytest.warns(UserWarning):
+        again = train.train_specs(tmp_path, [("LeNet", a), ("LeNet", b)], workers=1)
+    assert sorted(again.attrs["training"]["actions"].values()) == ["retrained", "skipped"]
