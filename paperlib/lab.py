@@ -1,0 +1,43 @@
+"""JupyterLab for readers: the executed notebooks open read-only.
+
+``make lab`` starts JupyterLab with :class:`ContentsManager`, which serves every notebook under
+``results/executed/`` as not writable. JupyterLab then never autosaves them (its save handler
+skips a file that is not writable) and a Save is refused, so opening an executed copy (which
+connects a kernel and updates the notebook's metadata in the browser) leaves the file as the
+pipeline wrote it. The running user's file permissions cannot do this: git does not keep them,
+and root may write any file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+from tornado import web
+
+#: Paths (relative to the server's root, ``/``-separated) served read-only.
+READ_ONLY_GLOBS = ["results/executed/*", "results/executed/*/*"]
+
+
+class ContentsManager(AsyncLargeFileManager):
+    """JupyterLab's default contents manager, with :attr:`read_only_globs` served read-only."""
+
+    read_only_globs: list[str] = READ_ONLY_GLOBS
+
+    def is_read_only(self, path: str) -> bool:
+        path = path.strip("/")
+        return any(fnmatch.fnmatchcase(path, g) for g in self.read_only_globs)
+
+    async def get(self, path: str, content: bool = True, type: str | None = None, format: str | None = None,
+                  **kwargs: Any) -> dict[str, Any]:
+        model = await super().get(path, content=content, type=type, format=format, **kwargs)
+        if model.get("type") != "directory" and self.is_read_only(path):
+            model["writable"] = False
+        return model
+
+    async def save(self, model: dict[str, Any], path: str = "") -> dict[str, Any]:
+        if self.is_read_only(path):
+            raise web.HTTPError(403, f"{path} is an executed copy written by `python -m paperlib.pipeline` and "
+                                     "opens read-only; run the notebook under notebooks/ instead")
+        return await super().save(model, path)
