@@ -48,7 +48,7 @@ lab: $(VENV)/.installed
 	git -C "$(CURDIR)" config filter.nbstripout.clean "'$(abspath $(PY))' -m nbstripout --keep-id --extra-keys metadata.language_info.version"
 	git -C "$(CURDIR)" config filter.nbstripout.smudge cat
 	git -C "$(CURDIR)" config diff.ipynb.textconv "'$(abspath $(PY))' -m nbstripout -t --keep-id --extra-keys metadata.language_info.version"
-	cd "$(CURDIR)" && PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(PY) -m jupyter lab --notebook-dir="$(CURDIR)" \
+	cd "$(CURDIR)" && PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(PY) -m jupyterlab --notebook-dir="$(CURDIR)" \
 		$$([ "$$(id -u)" = 0 ] && echo --allow-root) \
 		--ServerApp.contents_manager_class=paperlib.lab.ContentsManager \
 		--ContentsManager.hide_globs="$(LAB_HIDE)" $(LAB_ARGS)
