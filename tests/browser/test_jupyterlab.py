@@ -126,7 +126,7 @@ def browser(tmp_path_factory):
                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
-    driver.set_script_timeout(RUN_TIMEOUT)
+    driver.set_script_timeout(100)  # each script is short; long runs are polled (_run)
     yield driver
     driver.quit()
 
@@ -146,19 +146,16 @@ const [path, done] = [arguments[0], arguments[arguments.length - 1]];
 """
 
 _RUN_ALL = """
-const done = arguments[arguments.length - 1];
+window.__paperlib_run = {done: false};
 (async () => {
   const app = window.jupyterapp;
   const widget = app.shell.currentWidget;
   const kernel = widget.sessionContext.session.kernel;
-  await app.commands.execute('notebook:run-all-cells');
-  while (kernel.status !== 'idle' || [...widget.content.model.cells].some(
-           c => c.type === 'code' && c.executionCount === null && c.sharedModel.source.trim())) {
-    await new Promise(r => setTimeout(r, 1000));
-  }
+  await app.commands.execute('notebook:run-all-cells');  // resolves when the last cell ran, or one failed
+  do { await new Promise(r => setTimeout(r, 1000)); } while (kernel.status !== 'idle');
   await app.commands.execute('docmanager:save');
-  done(_report(widget));
-})().catch(e => done({error: String(e)}));
+  window.__paperlib_run = {done: true, report: _report(widget)};
+})().catch(e => { window.__paperlib_run = {done: true, report: {error: String(e)}}; });
 function _report(widget) {
   const problems = [], cells = [];
   [...widget.content.model.cells].forEach((c, i) => {
@@ -217,10 +214,18 @@ def _shot(driver, out: Path, name: str, needle: str | None = None, below: int = 
 
 
 def _run(driver, base, token, path):
+    """Run every cell (JupyterLab's Run All), save; returns the outputs' errors and stderr (from the model)."""
     _open(driver, base, token, path)
-    report = driver.execute_async_script(_RUN_ALL)
-    assert "error" not in report, report
-    return report
+    driver.execute_script(_RUN_ALL)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < RUN_TIMEOUT:
+        state = driver.execute_script("return window.__paperlib_run")
+        if state and state.get("done"):
+            report = state["report"]
+            assert "error" not in report, report
+            return report
+        time.sleep(3)
+    raise AssertionError(f"{path} did not finish in {RUN_TIMEOUT} s")
 
 
 # --------------------------------------------------------------------------- the test
