@@ -55,6 +55,13 @@ COMMITTED_PROFILE = "default"
 
 
 # --------------------------------------------------------------------------- JupyterLab's round trip
+def _file_text(nb: nbformat.NotebookNode) -> str:
+    """What :func:`nbformat.write` puts in a file (as JupyterLab's server and nbstripout write it):
+    ``nbformat.writes`` and a final newline."""
+    text = nbformat.writes(nb, version=nbformat.NO_CONVERT)
+    return text if text.endswith("\n") else text + "\n"
+
+
 def jupyterlab_metadata(python_version: str | None = None) -> dict[str, Any]:
     """The notebook metadata JupyterLab writes once a ``python3`` kernel of ``python_version`` is connected."""
     info = copy.deepcopy(LANGUAGE_INFO)
@@ -68,13 +75,13 @@ def jupyterlab_roundtrip(text: str, python_version: str | None = None) -> str:
 
     JupyterLab reads the file with nbformat (as version 4, validated), the kernel sets
     ``kernelspec`` and ``language_info``, and the server writes it back with
-    ``nbformat.write(nb, version=nbformat.NO_CONVERT)``.
+    ``nbformat.write(nb, version=nbformat.NO_CONVERT)`` (which ends the file with a newline).
     """
     nb = nbformat.reads(text, as_version=4)
     nbformat.validate(nb)
     version = python_version or ".".join(map(str, sys.version_info[:3]))
     nb.metadata.update(jupyterlab_metadata(version))
-    return nbformat.writes(nb, version=nbformat.NO_CONVERT)
+    return _file_text(nb)
 
 
 def strip(text: str) -> str:
@@ -86,7 +93,7 @@ def strip(text: str) -> str:
              "cell.metadata.execution", "cell.metadata.heading_collapsed", "cell.metadata.hidden",
              "cell.metadata.scrolled", "metadata.language_info.version"]  # nbstripout's defaults + ours
     nb = strip_output(nb, keep_output=False, keep_count=False, keep_id=True, extra_keys=extra)
-    return nbformat.writes(nb, version=nbformat.NO_CONVERT)
+    return _file_text(nb)
 
 
 def committed_form(nb: nbformat.NotebookNode) -> str:
@@ -100,7 +107,7 @@ def committed_form(nb: nbformat.NotebookNode) -> str:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     nbformat.validate(nb)
-    return nbformat.writes(nb, version=nbformat.NO_CONVERT)
+    return _file_text(nb)
 
 
 # --------------------------------------------------------------------------- headers

@@ -65,7 +65,7 @@ def test_notebook_starts_with_markdown(path):
 def _without_python_version(text: str) -> str:
     nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
     nb.metadata.get("language_info", {}).pop("version", None)
-    return nbformat.writes(nb, version=nbformat.NO_CONVERT)
+    return nbformat.writes(nb, version=nbformat.NO_CONVERT) + "\n"  # nbformat.write ends the file so
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -99,6 +99,14 @@ def test_git_filter_strips_a_run_notebook_back_to_the_committed_file(path):
             cell.metadata["scrolled"] = True
             cell.metadata["execution"] = {"iopub.status.busy": "2024-01-01T00:00:00Z"}
     assert strip(nbformat.writes(nb)) == committed
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_is_what_nbformat_write_writes(path, tmp_path):
+    """Byte for byte what JupyterLab's server (nbformat.write) writes for the same notebook."""
+    committed = path.read_bytes()
+    nbformat.write(nbformat.reads(committed.decode("utf-8"), as_version=nbformat.NO_CONVERT), tmp_path / "nb.ipynb")
+    assert (tmp_path / "nb.ipynb").read_bytes() == committed
 
 
 def test_headers_follow_the_pipeline():

@@ -83,6 +83,9 @@ def lab(clone, tmp_path_factory):
     env.update(JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
                JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"), JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
                IPYTHONDIR=str(home / "ipython"), MPLCONFIGDIR=str(home / "mpl"))
+    news = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text('{"fetchNews": "false"}\n')  # no "Jupyter news?" toast over the screenshots
     venv = Path(sys.prefix)
     lab_args = (f"--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} "
                 f"--IdentityProvider.token={token} --LabApp.expose_app_in_browser=True")
