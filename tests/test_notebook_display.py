@@ -98,3 +98,35 @@ def test_training_summary_counts_trained_resumed_retrained_and_skipped(tmp_path)
     with pytest.warns(UserWarning):
         again = train.train_specs(tmp_path, [("LeNet", a), ("LeNet", b)], workers=1)
     assert sorted(again.attrs["training"]["actions"].values()) == ["retrained", "skipped"]
+
+
+def test_lab_serves_executed_copies_read_only(tmp_path):
+    """make lab's contents manager: results/executed/ is not writable (no autosave) and refuses a save."""
+    import asyncio
+
+    import nbformat
+    from tornado import web
+
+    from paperlib.lab import ContentsManager
+
+    (tmp_path / "results" / "executed" / "default").mkdir(parents=True)
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook()
+    for rel in ("results/executed/default/01_train.ipynb", "notebooks/01_train.ipynb"):
+        nbformat.write(nb, tmp_path / rel)
+    cm = ContentsManager(root_dir=str(tmp_path))
+
+    async def go():
+        executed = await cm.get("results/executed/default/01_train.ipynb")
+        mine = await cm.get("notebooks/01_train.ipynb")
+        assert executed["writable"] is False and mine["writable"] is True
+        assert (await cm.get("results/executed", content=False))["type"] == "directory"
+        with pytest.raises(web.HTTPError) as info:
+            await cm.save({"type": "notebook", "format": "json", "content": executed["content"]},
+                          "results/executed/default/01_train.ipynb")
+        assert info.value.status_code == 403
+        await cm.save({"type": "notebook", "format": "json", "content": mine["content"]}, "notebooks/01_train.ipynb")
+
+    before = (tmp_path / "results/executed/default/01_train.ipynb").read_bytes()
+    asyncio.run(go())
+    assert (tmp_path / "results/executed/default/01_train.ipynb").read_bytes() == before
