@@ -129,7 +129,7 @@ def browser(tmp_path_factory):
                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
-    driver.set_script_timeout(100)  # each script is short; long runs are polled (_run)
+    driver.set_script_timeout(600)  # opening starts a kernel (slow on a busy machine); long runs are polled (_run)
     yield driver
     driver.quit()
 
