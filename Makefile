@@ -38,7 +38,8 @@ test: $(VENV)/.installed
 #   filter's command is set here, in this clone's .git/config (git does not version it).
 # - --allow-root only when running as root (containers often are): Jupyter refuses to start as root
 #   without it ("Running as root is not recommended"), and it must not be passed needlessly.
-# - paperlib.lab.ContentsManager serves results/executed/ read-only (opening one never rewrites it);
+# - paperlib.lab.ContentsManager saves notebooks/*.ipynb without outputs (byte-identical to the committed
+#   file after a run) and serves results/executed/ read-only (opening one never rewrites it);
 #   hide_globs: the file browser hides the egg-info of the editable install (and the usual caches).
 # LAB_ARGS: more options for jupyter lab (e.g. --no-browser --port=8899).
 LAB_ARGS ?=

@@ -84,6 +84,40 @@ def jupyterlab_roundtrip(text: str, python_version: str | None = None) -> str:
     return _file_text(nb)
 
 
+#: What the nbstripout filter removes (its defaults and ours), for :func:`strip_outputs`.
+STRIPPED_KEYS = ("metadata.signature", "metadata.widgets", "cell.metadata.collapsed", "cell.metadata.ExecuteTime",
+                 "cell.metadata.execution", "cell.metadata.heading_collapsed", "cell.metadata.hidden",
+                 "cell.metadata.scrolled", "metadata.language_info.version")
+
+
+def _pop(d: dict, dotted: str) -> None:
+    head, _, rest = dotted.partition(".")
+    if rest:
+        if isinstance(d.get(head), dict):
+            _pop(d[head], rest)
+    else:
+        d.pop(head, None)
+
+
+def strip_outputs(nb: dict) -> dict:
+    """``nb`` (a notebook as a dict) as the nbstripout filter leaves it: no outputs or execution
+    counts, none of :data:`STRIPPED_KEYS`; cell ids kept. ``make lab`` saves ``notebooks/`` this way
+    (:class:`paperlib.lab.ContentsManager`), so a saved notebook stays byte-identical to the
+    committed one."""
+    nb = copy.deepcopy(nb)
+    for key in STRIPPED_KEYS:
+        namespace, sub = key.split(".", 1)
+        if namespace == "metadata":
+            _pop(nb.get("metadata", {}), sub)
+        else:
+            for cell in nb.get("cells", []):
+                _pop(cell, sub)
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    return nb
+
+
 def strip(text: str) -> str:
     """What the ``nbstripout`` git filter of ``make lab`` makes of ``text`` (needs nbstripout)."""
     from nbstripout import strip_output

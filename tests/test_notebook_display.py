@@ -130,3 +130,48 @@ def test_lab_serves_executed_copies_read_only(tmp_path):
     before = (tmp_path / "results/executed/default/01_train.ipynb").read_bytes()
     asyncio.run(go())
     assert (tmp_path / "results/executed/default/01_train.ipynb").read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["04_q1", "07_early_stopping"])
+def test_lab_saves_a_run_notebook_byte_identical_to_the_committed_one(tmp_path, name):
+    """What JupyterLab sends after Run All (outputs, counts, the kernel's metadata, widget state) is
+    saved as committed, so git status stays clean without relying on the git filter."""
+    import asyncio
+    import json
+
+    import nbformat
+
+    from paperlib import paths
+    from paperlib.lab import ContentsManager
+    from paperlib.notebooks import jupyterlab_roundtrip
+
+    committed = (paths.NOTEBOOKS / f"{name}.ipynb").read_bytes()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / f"{name}.ipynb").write_bytes(committed)
+    nb = json.loads(jupyterlab_roundtrip(committed.decode("utf-8"), "3.12.1"))
+    nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            cell["execution_count"] = i
+            cell["outputs"] = [nbformat.v4.new_output("stream", name="stdout", text="ran\n")]
+            cell["metadata"]["execution"] = {"iopub.status.idle": "2024-01-01T00:00:00Z"}
+    cm = ContentsManager(root_dir=str(tmp_path))
+    asyncio.run(cm.save({"type": "notebook", "format": "json", "content": nb}, f"notebooks/{name}.ipynb"))
+    assert (tmp_path / "notebooks" / f"{name}.ipynb").read_bytes() == committed
+
+
+def test_strip_outputs_is_what_nbstripout_does():
+    pytest.importorskip("nbstripout")
+    import json
+
+    import nbformat
+
+    from paperlib import paths
+    from paperlib.notebooks import _file_text, jupyterlab_roundtrip, strip, strip_outputs
+
+    text = jupyterlab_roundtrip((paths.NOTEBOOKS / "05_q2.ipynb").read_text(), "3.11.9")
+    nb = json.loads(text)
+    nb["cells"][1]["outputs"] = [nbformat.v4.new_output("stream", name="stdout", text="x\n")]
+    nb["cells"][1]["metadata"]["scrolled"] = True
+    text = json.dumps(nb)
+    assert _file_text(nbformat.from_dict(strip_outputs(json.loads(text)))) == strip(text)
