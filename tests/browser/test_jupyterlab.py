@@ -136,7 +136,8 @@ def browser(tmp_path_factory):
 
 # --------------------------------------------------------------------------- driving JupyterLab
 _OPEN = """
-const [path, done] = [arguments[0], arguments[arguments.length - 1]];
+const path = arguments[0];
+window.__paperlib_open = {done: false};
 (async () => {
   const app = window.jupyterapp;
   await app.commands.execute('application:close-all').catch(() => {});
@@ -144,8 +145,8 @@ const [path, done] = [arguments[0], arguments[arguments.length - 1]];
   const widget = await app.commands.execute('docmanager:open', {path, factory: 'Notebook'});
   await widget.context.ready;
   await widget.sessionContext.ready;
-  done({writable: widget.context.contentsModel.writable});
-})().catch(e => done({error: String(e)}));
+  window.__paperlib_open = {done: true, writable: widget.context.contentsModel.writable};
+})().catch(e => { window.__paperlib_open = {done: true, error: String(e)}; });
 """
 
 _RUN_ALL = """
@@ -197,7 +198,11 @@ def _open(driver, base, token, path):
             break
         time.sleep(0.5)
     time.sleep(2)
-    result = driver.execute_async_script(_OPEN, path)
+    driver.execute_script(_OPEN, path)  # polled: a kernel may take minutes to start on a busy machine
+    t0 = time.monotonic()
+    while not (result := driver.execute_script("return window.__paperlib_open") or {}).get("done"):
+        assert time.monotonic() - t0 < 600, f"{path} did not open in 600 s"
+        time.sleep(2)
     assert "error" not in result, result
     time.sleep(2)
     return result
