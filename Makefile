@@ -5,6 +5,7 @@
 #   make verify                                    check the committed default results in minutes
 #   make lab                                       JupyterLab at the repository root
 #   make lock [UPGRADE=--upgrade]                  regenerate requirements-lock.txt from pyproject.toml
+#   make browser-test                              JupyterLab in headless Chromium runs notebooks (Debian packages)
 #   make floor-env                                 the declared floor versions in a fresh venv, then the tests
 # The venv is installed from requirements-lock.txt (every package at one version, hashes checked);
 # LOCK= (empty) installs pyproject.toml's ranges instead, for platforms the lock does not cover.
@@ -17,7 +18,7 @@ FLOOR ?= .venv-floor
 # e.g. FLOOR_PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu" for CPU-only torch wheels
 FLOOR_PIP_ARGS ?=
 
-.PHONY: reproduce test verify install lock clean-smoke lab floor-env
+.PHONY: reproduce test verify install lock clean-smoke lab floor-env browser-test
 
 LOCK ?= requirements-lock.txt
 PIP_VERSION := 26.3
@@ -64,8 +65,33 @@ lock:
 
 # At the repository root, so results/executed/ and figures/ are in reach; the kernels import this
 # checkout's paperlib (PYTHONPATH), whatever else is installed.
+# - git filter: outputs a reader's run leaves in notebooks/*.ipynb (and the reader's Python version)
+#   never show in `git status` or a commit: .gitattributes names the nbstripout filter, and the
+#   filter's command is set here, in this clone's .git/config (git does not version it).
+# - --allow-root only when running as root (containers often are): Jupyter refuses to start as root
+#   without it ("Running as root is not recommended"), and it must not be passed needlessly.
+# - paperlib.lab.ContentsManager saves notebooks/*.ipynb without outputs (byte-identical to the committed
+#   file after a run) and serves results/executed/ read-only (opening one never rewrites it);
+#   hide_globs: the file browser hides the egg-info of the editable install (and the usual caches).
+# LAB_ARGS: more options for jupyter lab (e.g. --no-browser --port=8899).
+LAB_ARGS ?=
+LAB_HIDE := ['__pycache__', '*.pyc', '*.pyo', '.DS_Store', '*~', '*.so', '*.dylib', '*.egg-info']
 lab: $(VENV)/.installed
-	cd "$(CURDIR)" && PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(VENV)/bin/jupyter lab --notebook-dir="$(CURDIR)"
+	git -C "$(CURDIR)" config filter.nbstripout.clean "'$(abspath $(PY))' -m nbstripout --keep-id --extra-keys metadata.language_info.version"
+	git -C "$(CURDIR)" config filter.nbstripout.smudge cat
+	git -C "$(CURDIR)" config diff.ipynb.textconv "'$(abspath $(PY))' -m nbstripout -t --keep-id --extra-keys metadata.language_info.version"
+	cd "$(CURDIR)" && PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(PY) -m jupyterlab --notebook-dir="$(CURDIR)" \
+		$$([ "$$(id -u)" = 0 ] && echo --allow-root) \
+		--ServerApp.contents_manager_class=paperlib.lab.ContentsManager \
+		--ContentsManager.hide_globs="$(LAB_HIDE)" $(LAB_ARGS)
+
+# A real browser on a temporary clone of this branch: JupyterLab runs 04_q1, 05_q2 and 07 and must leave
+# `git status` clean (needs Debian's chromium and chromium-driver, and selenium: pip install -e '.[browser]').
+# Not part of `make test`. Screenshots go to BROWSER_OUT.
+BROWSER_OUT ?= $(CURDIR)/browser-screenshots
+browser-test: $(VENV)/.installed
+	$(PY) -c 'import selenium, nbstripout' 2>/dev/null || $(PY) -m pip install --quiet -e '.[browser]'
+	PAPERLIB_BROWSER=1 PAPERLIB_BROWSER_OUT="$(BROWSER_OUT)" $(PY) -m pytest -q -p no:cacheprovider tests/browser $(ARGS)
 
 # Every dependency at exactly its declared floor (constraints written from pyproject.toml), then the tests.
 floor-env:

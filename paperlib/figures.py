@@ -46,6 +46,12 @@ STYLE: dict[str, Any] = {
 }
 #: Width of a full-width figure (inches); panels have a fixed size, so height follows the rows.
 WIDTH = 7.0
+#: Width (CSS pixels) at which a notebook shows a full-width figure (:func:`show`).
+NOTEBOOK_WIDTH_PX = 900
+#: Larger text for the many-panel Figures 3 and 4: at :data:`NOTEBOOK_WIDTH_PX` the smallest text
+#: (8 pt of a 7-inch figure) is 14 px, JupyterLab's own text size.
+READABLE: dict[str, Any] = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8,
+                            "ytick.labelsize": 8, "legend.fontsize": 9}
 PANEL_HEIGHT = 1.9
 MODE_COLORS = dict(zip(("plain", "wavg", "expavg"), sns.color_palette("colorblind", 3)))
 MODE_LABELS = {"plain": "plain", "wavg": "wAvg", "expavg": "expAvg"}
@@ -101,7 +107,8 @@ def _accuracy_panel(ax: plt.Axes, agg: pd.DataFrame, feature_set: str, majority:
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
 
 
-def _legend(fig: plt.Figure, majority: bool = True, curve: bool = True) -> None:
+def _legend(fig: plt.Figure, majority: bool = True, curve: bool = True, ncol: int = 4) -> None:
+    """One legend for every panel, above them (where the eye starts)."""
     handles = [Line2D([], [], color=c, label=MODE_LABELS[m]) for m, c in MODE_COLORS.items()]
     handles += [Line2D([], [], color="black", linestyle=ls, label=CLASSIFIER_LABELS[c])
                 for c, ls in CLASSIFIER_STYLES.items()]
@@ -110,7 +117,18 @@ def _legend(fig: plt.Figure, majority: bool = True, curve: bool = True) -> None:
     if majority:
         handles.append(Line2D([], [], color="black", linestyle=":", label="majority class"))
     handles.append(Line2D([], [], color="black", marker="x", linestyle="", label="single-class predictor"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), frameon=False)
+    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), ncol), frameon=False)
+
+
+def show(profile: Profile | str, name: str, width: int = NOTEBOOK_WIDTH_PX):
+    """The written ``figures/<profile>/<name>.png`` for a notebook, ``width`` CSS pixels wide.
+
+    A notebook shows the file the pipeline wrote (not a second rendering of the figure), at a
+    width where the text of Figures 3 and 4 is at least JupyterLab's own text size.
+    """
+    from IPython.display import Image
+
+    return Image(filename=str(paths.figures_dir(as_profile(profile).name) / f"{name}.png"), width=width)
 
 
 # --------------------------------------------------------------------------- Figure 1
@@ -201,8 +219,8 @@ def fig3(profile: Profile | str) -> plt.Figure:
         why = "; ".join(f"{a}: {r}" for a, r in missing_archs(p, q1).items())
         raise ValueError(f"q1.csv of profile {p.name!r} has no deg/evec rows for the profile's architectures"
                          + (f" ({why})" if why else ""))
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(len(pops), len(fsets), figsize=(WIDTH, PANEL_HEIGHT * len(pops) + 0.4),
+    with plt.rc_context({**STYLE, **READABLE}):
+        fig, axes = plt.subplots(len(pops), len(fsets), figsize=(WIDTH, PANEL_HEIGHT * len(pops) + 0.6),
                                  squeeze=False, sharey=True, layout="constrained")
         for i, (dataset, arch) in enumerate(pops):
             sub = agg[(agg["dataset"] == dataset) & (agg["arch"] == arch)]
@@ -254,8 +272,8 @@ def fig4(profile: Profile | str) -> plt.Figure:
         q1 = files.read_table(p, "q1.csv")
     except FileNotFoundError:
         q1 = None
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(len(fsets), len(order), figsize=(WIDTH, PANEL_HEIGHT * len(fsets) + 0.6),
+    with plt.rc_context({**STYLE, **READABLE}):
+        fig, axes = plt.subplots(len(fsets), len(order), figsize=(WIDTH, PANEL_HEIGHT * len(fsets) + 1.0),
                                  squeeze=False, sharey=True, layout="constrained")
         for j, name in enumerate(order):
             rows = q2[q2["transfer"] == name]
@@ -270,12 +288,12 @@ def fig4(profile: Profile | str) -> plt.Figure:
             for i, fs in enumerate(fsets):
                 ax = axes[i, j]
                 _accuracy_panel(ax, agg[agg["transfer"] == name], fs, majority)
-                label = f"{fs[:-3]}, size-aware (our addition)" if fs.endswith("-sa") else f"{fs} (paper's)"
-                ax.set_title(f"{name}: {train} → {test}\n{label}", fontsize=7)
+                label = f"{fs[:-3]}, size-aware\n(our addition)" if fs.endswith("-sa") else f"{fs}\n(paper's)"
+                if i == 0:  # the transfer once, above its column
+                    ax.set_title(f"{name}\n{train} → {test}")
                 if i < len(fsets) - 1:
                     ax.set_xlabel("")
-                if j:
-                    ax.set_ylabel("")
+                ax.set_ylabel(f"{label}\naccuracy" if j == 0 else "")
         _legend(fig, majority=q1 is not None or "n_high_test" in q2.columns,
                 curve=(agg["feature_set"] == "learning-curve").any())
     save_figure(fig, p.name, "fig4")

@@ -8,6 +8,7 @@ papermill, on one profile::
     python -m paperlib.pipeline --only 04_q1         # one notebook (repeatable)
     python -m paperlib.pipeline -p epochs=5          # override a notebook parameter
     python -m paperlib.pipeline --list               # steps, parameters and their ranges, inputs, outputs
+    python -m paperlib.pipeline --write-headers      # each notebook's header (reads/rewrites) from STEPS
 
 **Declared once.** :data:`STEPS` lists every notebook with the files it reads (``inputs``) and
 writes (``outputs``); the step that makes an input is the one that declares it as an output.
@@ -214,7 +215,13 @@ class ParameterError(ValueError):
 
 
 class MissingInputError(FileNotFoundError):
-    """Inputs of a step are missing or empty; the message names them and the step that makes them."""
+    """Inputs of a step are missing or empty; the message names them and the notebook that makes them.
+
+    In a notebook IPython shows only the message, without a traceback (:meth:`_render_traceback_`).
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return f"{type(self).__name__}: {self}".splitlines()
 
 
 def notebook_path(name: str) -> Path:
@@ -428,7 +435,7 @@ class Missing:
     def message(self, profile: str) -> str:
         how = ""
         if self.made_by in STEP_NAMES:
-            how = (f"; it is made by step {self.made_by}: "
+            how = (f"; open and run {self.made_by}.ipynb first, or run "
                    f"`python -m paperlib.pipeline --profile {profile} --only {self.made_by}`")
         elif self.made_by:
             how = f"; it is made by {self.made_by}"
@@ -472,7 +479,7 @@ def _missing_message(step: str, profile: str, missing: Sequence[Missing]) -> str
     lines += [f"  - {m.message(profile)}" for m in missing[:12]]
     if len(missing) > 12:
         lines.append(f"  ... and {len(missing) - 12} more")
-    lines.append("Nothing was written.")
+    lines.append(f"Nothing was written. Every step in order: `make reproduce PROFILE={profile}`.")
     return "\n".join(lines)
 
 
@@ -845,12 +852,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true",
                         help="list notebooks, parameters and their ranges, inputs and outputs, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar of the runner")
+    parser.add_argument("--write-headers", action="store_true",
+                        help="regenerate every notebook's header (what it reads and rewrites) from STEPS, then exit")
     args = parser.parse_args(argv)
     try:
         args.profile = _profile_argument(args.profile)
         steps = steps_for(args.profile, args.only or ())
         if args.list:
             _list(args.profile)
+            return 0
+        if args.write_headers:
+            from .notebooks import write_headers
+
+            for path in write_headers():
+                print(f"rewrote {paths.relative(path)}")
             return 0
         return run(steps, args.profile, args.parameter, progress=not args.no_progress)
     except (ParameterError, MissingInputError) as exc:

@@ -260,3 +260,137 @@ def show(name: str, profile: Any):
     from IPython.display import Markdown
 
     return Markdown((paths.results_dir(profile if isinstance(profile, str) else profile.name) / f"{name}.md").read_text())
+
+
+# --------------------------------------------------------------------------- in a notebook
+def _md_escape(text: str) -> str:
+    """Plain text safe inside Markdown: no HTML, emphasis, math or strike-through by accident."""
+    text = text.replace("&", "&amp;").replace("->", "→").replace("<", "&lt;").replace(">", "&gt;")
+    for ch in "\\*~$":  # the backslash first
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def reading_markdown(text: str) -> str:
+    """A plain-text reading (lines, blank lines, indented rows) as Markdown.
+
+    Every unindented line is a paragraph of its own (``- `` lines stay list items); indented
+    rows, which were aligned in columns for a terminal, become list items (nested under a
+    preceding ``- `` item), their runs of spaces an em dash.
+    """
+    import re
+
+    out: list[str] = []
+    under_item = False
+    for raw in text.splitlines():
+        if not raw.strip():
+            out.append("")
+            under_item = False
+            continue
+        line = _md_escape(re.sub(r"\s{2,}", " — ", raw.strip()))
+        if not raw[:1].isspace() and line.startswith("- "):
+            out.append(line)
+            under_item = True
+        elif raw[:1].isspace():
+            if out and out[-1] and not out[-1].lstrip().startswith("- "):
+                out.append("")
+            out.append(("  - " if under_item else "- ") + line)
+        else:
+            out += ["", line, ""]
+            under_item = False
+    md = "\n".join(out)
+    return re.sub(r"\n{3,}", "\n\n", md).strip() + "\n"
+
+
+def reading(text: str):
+    """A reading for display in a notebook (:func:`reading_markdown` as IPython Markdown)."""
+    from IPython.display import Markdown
+
+    return Markdown(reading_markdown(text))
+
+
+def table2_markdown(t2: pd.DataFrame, notes: Sequence[str] = ()) -> str:
+    """Table 2 for a notebook: one table per classifier, the paper's number under ours in each cell.
+
+    The same cells as ``table2.md`` (:func:`table2_display`), folded so that the table has one
+    column per architecture and reads at a normal window width.
+    """
+    display, bold = table2_display(t2)
+    ours = [c for c in display.columns if c not in ("classifier", "features") and not c.startswith("paper ")]
+    paper_of: dict[str, str | None] = {}
+    cols = list(display.columns)
+    for c in ours:
+        nxt = cols[cols.index(c) + 1] if cols.index(c) + 1 < len(cols) else None
+        paper_of[c] = nxt if nxt is not None and nxt.startswith("paper ") else None
+    parts = []
+    for clf in dict.fromkeys(display["classifier"]):
+        rows = display.index[display["classifier"] == clf]
+        header = ["features"] + [c + (f"<br>{_md_escape(_paper_header(paper_of[c], c))}" if paper_of[c] else "")
+                                 for c in ours]
+        lines = [f"**{_md_escape(clf)}**", "", "| " + " | ".join(header) + " |",
+                 "|:--" + "|--:" * len(ours) + "|"]
+        for i in rows:
+            cells = [_md_escape(display.at[i, "features"])]
+            for c in ours:
+                cell = _md_escape(display.at[i, c])
+                if bold.at[i, c] and cell not in ("", "–"):
+                    cell = f"**{cell}**"
+                paper = display.at[i, paper_of[c]] if paper_of[c] else ""
+                if paper:
+                    cell += f"<br>paper {_md_escape(paper)}"
+                cells.append(cell)
+            lines.append("| " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    text = "\n\n".join(parts) + "\n"
+    if notes:
+        text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    return text
+
+
+def _paper_header(paper: str, ours: str) -> str:
+    """``"paper: CIFAR-10 (ref.)"`` from ``"paper CIFAR-10 LeNet (ref.)"`` under the column ``"LeNet (t=9)"``."""
+    arch = ours.split(" (t=")[0].split()[-1]
+    words = [w for w in paper.removeprefix("paper ").split() if w != arch]
+    return "paper: " + " ".join(words)
+
+
+def show_table2(profile: Any, t2: pd.DataFrame | None = None):
+    """Table 2 for display in a notebook (:func:`table2_markdown`, with the notes of ``table2.md``)."""
+    from IPython.display import Markdown
+
+    name = profile if isinstance(profile, str) else profile.name
+    if t2 is None:
+        t2 = files.read_table(name, "table2.csv")
+    md = (paths.results_dir(name) / "table2.md").read_text()
+    notes = [line[2:] for line in md.splitlines() if line.startswith("- ")]
+    caption = md.splitlines()[0] if md else ""
+    return Markdown(f"{caption}\n\n" + table2_markdown(t2, notes))
+
+
+def training_summary(runs: pd.DataFrame):
+    """What a call of :func:`paperlib.train.train_profile` did, per population, for a notebook.
+
+    One Markdown line (networks trained, resumed, retrained and skipped; wall time) and a table
+    per population with the summed training time of the networks trained this time.
+    """
+    from IPython.display import Markdown
+
+    info = runs.attrs.get("training", {})
+    actions = info.get("actions", {})
+    kinds = ("trained", "resumed", "retrained", "skipped")
+    act = runs["key"].map(actions).fillna("skipped")
+    rows = []
+    for arch, sub in runs.groupby("arch", sort=False):
+        a = act[sub.index]
+        worked = sub[a != "skipped"]
+        rows.append([arch, str(len(sub))] + [str(int((a == k).sum())) for k in kinds]
+                    + [f"{worked['train_seconds'].sum() / 60:.1f}" if len(worked) else "–"])
+    counts = {k: int((act == k).sum()) for k in kinds}
+    wall = info.get("wall_seconds")
+    line = (f"**Training:** {len(runs)} networks: {counts['trained']} trained, {counts['resumed']} resumed from their "
+            f"last complete epoch, {counts['retrained']} retrained (damaged snapshots), {counts['skipped']} skipped "
+            "(already finished)" + (f"; {wall / 60:.1f} min wall time." if wall is not None else "."))
+    frame = pd.DataFrame(rows, columns=["population", "networks", *kinds, "training time this run (min, summed)"])
+    note = ("Runs of all populations train side by side, so a population's time is the sum over its networks "
+            "trained or resumed in this run (– when all were skipped).")
+    return Markdown(f"{line}\n\n{to_markdown(frame)}\n{note}\n")

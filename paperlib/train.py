@@ -547,10 +547,17 @@ def train_specs(store_root: Path | str, specs: list[tuple[str, dict[str, Any]]],
         dev.resolve_device("cuda")
     device = "cuda" if "cuda" in devices else "cpu"
     n = effective_workers(device, workers, runs_per_device)
+    t_start = time.perf_counter()
+    was_finished = {store.run(s).key for _, s in specs if store.run(s).finished}
     problems = _verify(store, [s for _, s in specs], checksums, n)
     for p in problems:
         warnings.warn(f"retraining: {p}", stacklevel=2)
     todo = [s for _, s in specs if not store.run(s).finished]
+    actions = {}  # what this call does to each run: the notebook's summary (df.attrs["training"])
+    for _, s in specs:
+        run = store.run(s)
+        actions[run.key] = ("skipped" if run.finished else "retrained" if run.key in was_finished
+                            else "resumed" if (run.dir / "resume.pt").exists() else "trained")
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=desc, disable=quiet())
     if todo and engine == "process" and n == 1:
         for spec in todo:
@@ -570,7 +577,9 @@ def train_specs(store_root: Path | str, specs: list[tuple[str, dict[str, Any]]],
     for arch, spec in specs:
         run = store.run(spec)
         rows.append(_row(arch, spec, run.meta(), run.key))
-    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+    df = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    df.attrs["training"] = {"actions": actions, "wall_seconds": time.perf_counter() - t_start}
+    return df
 
 
 def train_profile(profile: Profile, engine: str = "process", scheduler: str | None = None,

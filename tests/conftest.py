@@ -26,6 +26,8 @@ from paperlib import paths
 from paperlib.profiles import get_profile
 
 GUARDED = ("results", "figures")
+# tests/browser needs Debian's chromium and minutes: only `make browser-test` (PAPERLIB_BROWSER=1) collects it
+collect_ignore = [] if os.environ.get("PAPERLIB_BROWSER", "") not in ("", "0") else ["browser"]
 
 
 def _git_status() -> str | None:

@@ -184,8 +184,10 @@ def test_every_subpackage_is_installed():
 def test_make_lab_opens_at_the_repository_root():
     text = (CODE / "Makefile").read_text()
     recipe = text.split("\nlab:", 1)[1].split("\n\n", 1)[0]
-    assert "jupyter lab" in recipe and "notebooks/" not in recipe and "--notebook-dir=\"$(CURDIR)\"" in recipe
+    assert ("jupyter lab" in recipe or "-m jupyterlab" in recipe) and "notebooks/" not in recipe and "--notebook-dir=\"$(CURDIR)\"" in recipe
     assert "PYTHONPATH=" in recipe, "the kernels must import this checkout's paperlib"
+    assert '$$([ "$$(id -u)" = 0 ] && echo --allow-root)' in recipe, "--allow-root only when running as root"
+    assert "paperlib.lab.ContentsManager" in recipe and "*.egg-info" in text and "hide_globs" in recipe
 
 
 if __name__ == "__main__":
