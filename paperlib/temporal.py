@@ -231,7 +231,8 @@ def compute_profile(profile: Profile, unrolled: bool = True, workers: int | None
     force
         ignore the caches.
     progress
-        show a progress bar (``tqdm.auto``; off when ``PAPERLIB_QUIET=1``).
+        show a progress bar (:class:`paperlib.progress.Progress`: ``tqdm.auto``, off when
+        ``PAPERLIB_QUIET=1``; lines on the runner's terminal under the runner).
 
     Returns
     -------
@@ -261,10 +262,10 @@ def compute_profile(profile: Profile, unrolled: bool = True, workers: int | None
         meta.append({"key": row.key, "arch": row.arch})
     n_workers = profile.workers if workers is None else workers
     results: list[dict[str, Any] | None] = [None] * len(tasks)
-    quiet = os.environ.get("PAPERLIB_QUIET") == "1" or not progress
-    from tqdm.auto import tqdm
+    from .progress import Progress
 
-    bar = tqdm(total=len(tasks), desc="centralities", disable=quiet)
+    per_arch = {a: sum(1 for m in meta if m["arch"] == a) for a in dict.fromkeys(m["arch"] for m in meta)}
+    bar = Progress("centralities", per_arch, unit="runs", show=progress)
     # runs of one architecture together, so that a worker reuses its traced plan
     order = sorted(range(len(tasks)), key=lambda i: meta[i]["arch"])
     if n_workers <= 1 or len(tasks) <= 1:
@@ -275,7 +276,7 @@ def compute_profile(profile: Profile, unrolled: bool = True, workers: int | None
         try:
             for i in order:
                 results[i] = _task(*tasks[i])
-                bar.update()
+                bar.update(meta[i]["arch"])
         finally:
             torch.set_num_threads(prev)
     else:
@@ -285,7 +286,7 @@ def compute_profile(profile: Profile, unrolled: bool = True, workers: int | None
             futures = {pool.submit(_task, *tasks[i]): i for i in order}
             for fut in cf.as_completed(futures):
                 results[futures[fut]] = fut.result()
-                bar.update()
+                bar.update(meta[futures[fut]]["arch"])
     bar.close()
     rows = [{**m, **r} for m, r in zip(meta, results)]
     df = pd.DataFrame(rows)

@@ -513,7 +513,7 @@ def train_specs(store_root: Path | str, specs: list[tuple[str, dict[str, Any]]],
     parallel runs is :func:`effective_workers`; with one, runs train in this process through the
     same :func:`train_run` (threads fixed inside it, as in a worker).
     """
-    from tqdm.auto import tqdm
+    from .progress import Progress
 
     if engine not in ("process", "dask"):
         raise ValueError(f"unknown engine {engine!r}; use 'process' or 'dask'")
@@ -530,21 +530,24 @@ def train_specs(store_root: Path | str, specs: list[tuple[str, dict[str, Any]]],
     problems = _verify(store, [s for _, s in specs], checksums, n)
     for p in problems:
         warnings.warn(f"retraining: {p}", stacklevel=2)
+    arch_of = {id(s): a for a, s in specs}
     todo = [s for _, s in specs if not store.run(s).finished]
-    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=desc, disable=quiet())
+    per_arch = {a: sum(1 for b, _ in specs if b == a) for a in dict.fromkeys(a for a, _ in specs)}
+    left = {a: sum(1 for s in todo if arch_of[id(s)] == a) for a in per_arch}
+    bar = Progress(desc, per_arch, unit="runs", done={a: per_arch[a] - left[a] for a in per_arch})
     if todo and engine == "process" and n == 1:
         for spec in todo:
             train_run(store_root, spec, progress=True, checksums=checksums)
-            bar.update(1)
+            bar.update(arch_of[id(spec)])
     elif todo:
         with executor(engine, n, scheduler, device=device, runs_per_device=runs_per_device) as ex:
             gpus = dev.gpu_count() if device == "cuda" and engine == "dask" and not scheduler else 0
-            futures = [ex.submit(train_run, str(store_root), spec, checksums=checksums,
-                                 gpu=(i % gpus) if gpus else None)
-                       for i, spec in enumerate(todo)]
+            futures = {ex.submit(train_run, str(store_root), spec, checksums=checksums,
+                                 gpu=(i % gpus) if gpus else None): arch_of[id(spec)]
+                       for i, spec in enumerate(todo)}
             for fut in cf.as_completed(futures):
                 fut.result()  # re-raises a worker's error
-                bar.update(1)
+                bar.update(futures[fut])
     bar.close()
     rows = []
     for arch, spec in specs:
@@ -583,7 +586,7 @@ def train_profile(profile: Profile, engine: str = "process", scheduler: str | No
     """
     df = train_specs(paths.runs_dir(profile.name), profile_specs(profile, networks), engine=engine,
                      workers=profile.workers, scheduler=scheduler, runs_per_device=profile.runs_per_device,
-                     checksums=checksums, desc=f"{profile.name}: networks")
+                     checksums=checksums, desc="networks")
     files.write_table(profile, "runs.csv", df)
     return df
 
