@@ -138,7 +138,9 @@ def compute_run(run: Run, epochs: list[int], kinds: tuple[str, ...], input_shape
     out["load_seconds"] = (time.perf_counter() - t0) / max(len(epochs), 1)
     finite = np.array([_finite(m) for m in models], dtype=bool)
     spec = run.spec
-    arch_key = repr((spec.get("model"), sorted(spec.get("model_kwargs", {}).items()), tuple(input_shape)))
+    # the dataset too: it sets the number of classes (LeNet on CIFAR-10 and on Tiny-ImageNet at one input size)
+    arch_key = repr((spec.get("model"), sorted(spec.get("model_kwargs", {}).items()), spec.get("dataset"),
+                     tuple(input_shape)))
     if arch_key not in plans:
         t0 = time.perf_counter()
         plans[arch_key] = graph.GraphPlan(models[0], input_shape)

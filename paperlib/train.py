@@ -19,7 +19,8 @@ and Tiny-ImageNet; their normalisation ``(0.5, 0.5, 0.5), (0.5, 0.5, 0.5)``), wi
 (SGD momentum 0.9, or Adam), batch size and schedule (constant learning rate). It writes
 
 - ``snap_000.pt`` (initialisation) and ``snap_NNN.pt`` after every epoch;
-- ``resume.pt``: optimizer state, RNG states and the epoch, after every epoch;
+- ``resume.pt``: optimizer state, RNG states and the epoch, after every epoch (removed once the
+  run has finished: a finished run is never resumed);
 - ``meta.json``: status, per-epoch history (test accuracy, training loss, seconds),
   early-stopping epoch, final accuracy, the size and SHA-256 of every snapshot, and the
   environment (torch and paperlib versions, device and its name, precision, threads).
@@ -47,8 +48,9 @@ measured test accuracy of its last snapshot (NaN logits predict class 0, about c
 
 :func:`train_profile` trains every population of a profile through a
 ``concurrent.futures.Executor``, the one mechanism for parallel training (see :func:`executor`):
-a local process pool (``engine="process"``) or Dask (``engine="dask"``). Progress bars
-(``tqdm.auto``) are off when ``PAPERLIB_QUIET=1`` or under pytest.
+a local process pool (``engine="process"``) or Dask (``engine="dask"``). Its progress, runs done
+per population, goes through :class:`paperlib.progress.Progress` (a ``tqdm.auto`` bar, off when
+``PAPERLIB_QUIET=1`` or under pytest; lines on the terminal under the pipeline's runner).
 """
 
 from __future__ import annotations
@@ -381,6 +383,7 @@ def _train(run: Run, spec: dict[str, Any], data_root: Path | str | None, progres
             bar.close()
     meta = {**_summary(history, status, diverged_epoch), "snapshots": snapshots, **env}
     run.write_meta(meta)
+    resume_path.unlink(missing_ok=True)  # a finished run is never resumed: nothing reads it now
     return {**meta, "key": run.key}
 
 
