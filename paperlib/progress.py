@@ -151,12 +151,12 @@ class Progress:
         else:
             new, left = self.done[g] - self.initial[g], self.totals[g] - self.done[g]
             since = self._start.get(g, now)
-            elapsed = now - since
+            elapsed = now - (self.t0 if since == self._first else since)
         if left == 0:
             return 0.0, elapsed
         if since is None:
             return None, elapsed
-        if since == self._first:  # the clock starts at the first item: count the items after it
+        if since == self._first:  # the rate's clock starts at the first item: count the items after it
             new -= 1
         span = now - since
         return (span / new * left if new > 0 and span > 0 else None), elapsed
