@@ -648,17 +648,13 @@ def _kernel_manager_class(folder: Path) -> type | None:
     papermill's default, TCP on localhost)."""
     if os.name != "posix":
         return None
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
+    from jupyter_client.manager import AsyncKernelManager  # nbclient's default manager
 
     class LocalSocketKernelManager(AsyncKernelManager):
-        @default("transport")
-        def _transport_ipc(self) -> str:
-            return "ipc"
-
-        @default("ip")
-        def _ip_in_folder(self) -> str:
-            return str(folder / "kernel")  # sockets kernel-1 ... kernel-5, removed at shutdown
+        def __init__(self, **kwargs: Any):
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(folder / "kernel"))  # sockets kernel-1 ... kernel-5, removed at shutdown
+            super().__init__(**kwargs)
 
     return LocalSocketKernelManager
 
