@@ -7,9 +7,9 @@ runs in a temporary root (``PAPERLIB_ROOT``) that holds copies of the notebooks 
 A session that leaves ``git status`` of ``results/`` or ``figures/`` changed fails
 (see ``pytest_sessionfinish``).
 
-**Disk bound.** A thread samples the size of the session's temporary folder (pytest's basetemp:
+**Disk bound.** A thread samples the size of the test run's temporary folder (pytest's basetemp:
 every ``tmp_path``, the smoke and paper project roots, their run stores) every
-:data:`DISK_SAMPLE_SECONDS`; the session fails when the peak exceeds :data:`DISK_BOUND` bytes, and
+:data:`DISK_SAMPLE_SECONDS`; the run fails when the peak exceeds :data:`DISK_BOUND` bytes, and
 the terminal summary states the peak. ``PAPERLIB_TEST_DISK_BOUND`` (bytes) changes the bound.
 """
 
@@ -89,7 +89,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def disk_bound(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config):
-    """Sample the session's temporary folder for the whole session (see the module docstring)."""
+    """Sample the run's temporary folder from the first test to the last (see the module docstring)."""
     sampler = DiskSampler(tmp_path_factory.getbasetemp())
     sampler.start()
     yield sampler

@@ -18,7 +18,7 @@ def test_sampler_keeps_the_peak_after_files_are_deleted(tmp_path: Path):
     assert sampler.sample() == 2000 and sampler.peak == 5000
 
 
-def test_the_session_is_sampled_under_the_bound(disk_bound: DiskSampler):
-    """The session's sampler runs on pytest's temporary folder (conftest fails the session over the bound)."""
+def test_the_test_run_is_sampled_under_the_bound(disk_bound: DiskSampler):
+    """The sampler runs on pytest's temporary folder (conftest fails the whole run over the bound)."""
     assert disk_bound.is_alive() and disk_bound.root.is_dir()
     assert disk_bound.sample() <= DISK_BOUND and disk_bound.peak <= DISK_BOUND
