@@ -47,8 +47,10 @@ FEW = {a: COUNTS[a] for a in ("AlexNet", "VGG", "AlexNet-IN", "ResNet-34", "ResN
 SHRINK = {"epochs": 1, "t_max": 1, "burn_in": 2, "train_limit": 512, "batch_size": 4, "n_folds": 2,
           "fold_seeds": [0], "image_size": {"cifar10": 32, "tiny-imagenet": 32}}
 #: bytes of the paper folder (generated data, results, run store, caches, Q3 snapshots) at its
-#: largest, after steps 01-03 and after 04-06; the suite's own bound is conftest.DISK_BOUND
-PAPER_DISK_BUDGET = 800_000_000
+#: largest, after steps 01-03 and after 04-06 (measured: 812 MB after 03, of which 649 MB of
+#: snapshots and 156 MB of the ResNets' unrolled centralities); the suite's own bound is
+#: conftest.DISK_BOUND
+PAPER_DISK_BUDGET = 850_000_000
 TINY_CLASSES = 16  # chance 6.25%, below every Tiny-ImageNet threshold of the paper profile
 
 
