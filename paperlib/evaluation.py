@@ -587,23 +587,22 @@ ROW_KEYS = ["experiment", "transfer", "train_archs", "dataset", "arch", "feature
 def run_tasks(tasks: Sequence[Task], n_jobs: int = 2, desc: str = "tasks") -> list[dict[str, Any]]:
     """Run tasks (longest first) in ``n_jobs`` worker processes; rows in no particular order."""
     from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+
+    from .progress import Progress
 
     tasks = sorted(tasks, key=lambda task: -task.cost)
-    disable = _quiet()
-    if n_jobs == 1 or len(tasks) <= 1:
-        return [r for task in tqdm(tasks, desc=desc, disable=disable) for r in run_task(task)]
-    par = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
     out: list[dict[str, Any]] = []
-    for rows in tqdm(par(delayed(run_task)(task) for task in tasks), total=len(tasks), desc=desc, disable=disable):
-        out.extend(rows)
+    with Progress(f"{desc} evaluations", len(tasks), unit="tasks") as bar:
+        if n_jobs == 1 or len(tasks) <= 1:
+            for task in tasks:
+                out.extend(run_task(task))
+                bar.update()
+            return out
+        par = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+        for rows in par(delayed(run_task)(task) for task in tasks):
+            out.extend(rows)
+            bar.update()
     return out
-
-
-def _quiet() -> bool:
-    import os
-
-    return os.environ.get("PAPERLIB_QUIET", "") not in {"", "0"} or "PYTEST_CURRENT_TEST" in os.environ
 
 
 @dataclass

@@ -43,10 +43,31 @@ write; :func:`read_manifest` reports such a record (``running``, but its process
 **What the notebooks' kernels see.** The runner starts each kernel with ``PYTHONPATH`` leading
 with this checkout, so a notebook imports this checkout's ``paperlib`` whatever environment runs
 it; ``PAPERLIB_ROOT`` set to the project root; and ``PAPERLIB_QUIET=1`` and ``TQDM_DISABLE=1``, so
-executed notebooks carry no progress bars (every progress bar of ``paperlib`` passes
-``disable=`` from ``PAPERLIB_QUIET``: ``tqdm.notebook`` ignores ``TQDM_DISABLE``, which only turns off
-plain-text bars). Executed notebooks go to
+executed notebooks carry no progress bars (every progress bar of ``paperlib`` goes through
+:class:`paperlib.progress.Progress`, off under ``PAPERLIB_QUIET``: ``tqdm.notebook`` ignores
+``TQDM_DISABLE``, which only turns off plain-text bars). Executed notebooks go to
 ``results/executed/<profile>/`` with machine paths removed.
+
+**Progress on the terminal, not in the notebooks.** The long loops (01's runs per population, 02's
+graphs per population, the evaluations of 04, 05 and 07) report to a side channel: the runner sets
+``PAPERLIB_PROGRESS`` to a file in a temporary folder of its own, the kernel appends one JSON line
+per event to it, and a thread of the runner follows the file and prints each event as a line on
+the runner's stderr (runs done out of total and the time left; at most one line every 10 s per
+loop, plus the end of every population). A file, because it is the one channel that papermill does
+not put into the executed notebook: whatever the kernel writes to its stdout or stderr (Python's
+streams or the file descriptors, which ipykernel forwards as well) becomes stream outputs of the
+notebook, and papermill's ``log_output``, ``stdout_file`` and ``stderr_file`` only copy those
+stream outputs to the log or to files; they do not keep them out of the notebook. The executed
+notebook keeps one summary line per loop (``networks: 384 runs in 8:55 (LeNet 64, ...)``).
+``--no-progress`` turns the lines off.
+
+**Datasets before any kernel.** When 01_train is selected, every dataset the profile trains on
+is loaded once by :func:`paperlib.data.load_dataset`, the check 01_train itself makes, before any
+notebook runs; a missing or malformed one exits with status 2 and paperlib.data's message.
+
+**Kernels over local sockets.** On POSIX systems the kernels listen on IPC (Unix domain) sockets
+in the runner's temporary folder instead of TCP on localhost: nothing reaches them through the
+network, and ipykernel's warning about unencrypted TCP has no cause to be printed.
 """
 
 from __future__ import annotations
@@ -58,10 +79,12 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +245,10 @@ class MissingInputError(FileNotFoundError):
 
     def _render_traceback_(self) -> list[str]:
         return f"{type(self).__name__}: {self}".splitlines()
+
+
+class MissingDatasetError(MissingInputError):
+    """A dataset the selected 01_train trains on is missing or malformed (paperlib.data's message)."""
 
 
 def notebook_path(name: str) -> Path:
@@ -638,13 +665,23 @@ class _signals:
 class _kernel_env:
     """Environment of the notebooks' kernels (see the module docstring), restored after."""
 
+    def __init__(self, progress_file: Path | None = None):
+        self.progress_file = progress_file
+
     def __enter__(self) -> "_kernel_env":
+        from . import progress
+
         pythonpath = os.environ.get("PYTHONPATH", "")
         parts = [str(paths.CODE)] + [p for p in pythonpath.split(os.pathsep) if p and p != str(paths.CODE)]
         self.new = {"PYTHONPATH": os.pathsep.join(parts), "PAPERLIB_ROOT": str(paths.ROOT),
-                    "PAPERLIB_QUIET": "1", "TQDM_DISABLE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+                    "PAPERLIB_QUIET": "1", "TQDM_DISABLE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+                    progress.ENV: str(self.progress_file) if self.progress_file else None}
         self.old = {k: os.environ.get(k) for k in self.new}
-        os.environ.update(self.new)
+        for k, v in self.new.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -653,6 +690,42 @@ class _kernel_env:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _kernel_manager_class(folder: Path) -> type | None:
+    """A kernel manager whose kernels listen on IPC sockets in ``folder`` (POSIX; None elsewhere:
+    papermill's default, TCP on localhost)."""
+    if os.name != "posix":
+        return None
+    from jupyter_client.manager import AsyncKernelManager  # nbclient's default manager
+
+    class LocalSocketKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any):
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(folder / "kernel"))  # sockets kernel-1 ... kernel-5, removed at shutdown
+            super().__init__(**kwargs)
+
+    return LocalSocketKernelManager
+
+
+def check_datasets(profile: str) -> None:
+    """Load every dataset that 01_train trains ``profile`` on, as 01_train does
+    (:func:`paperlib.data.load_dataset`); :class:`MissingDatasetError` with paperlib.data's
+    message for every one that is missing or malformed."""
+    from . import data
+    from .profiles import get_profile
+
+    P = get_profile(profile)  # 01_train's overrides never change datasets, image sizes or train_limit
+    problems = []
+    for name, size, limit in dict.fromkeys((pop.dataset, P.image_size[pop.dataset], P.train_limit)
+                                           for pop in P.populations):
+        try:
+            data.load_dataset(name, size, limit)
+        except data.DatasetNotFoundError as exc:
+            problems.append(f"  - dataset {name}: {exc}")
+    if problems:
+        raise MissingDatasetError("\n".join([f"step 01_train (profile {profile}) cannot run: a dataset it trains "
+                                              "on is missing or malformed", *problems, "Nothing was written."]))
 
 
 def _effective_spec(profile: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -664,14 +737,17 @@ def _effective_spec(profile: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 # --------------------------------------------------------------------------- the runner
 def preflight(steps: Sequence[str], profile: str, raw_params: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
-    """Everything checked before a notebook runs: parameters, ranges, inputs.
+    """Everything checked before a notebook runs: parameters, ranges, datasets (when 01_train is
+    selected), inputs.
 
-    Returns the parameters per step; raises ParameterError or MissingInputError.
+    Returns the parameters per step; raises ParameterError or MissingInputError (MissingDatasetError).
     """
     for s in steps:
         if not notebook_path(s).exists():
             raise ParameterError(f"{paths.relative(notebook_path(s))}: notebook of step {s} does not exist")
     per_step = resolve_parameters(steps, profile, raw_params)
+    if "01_train" in steps:
+        check_datasets(profile)
     order = [s for s in STEP_NAMES if s in steps]
     for i, s in enumerate(order):
         missing = check_inputs(s, profile, made_before=order[:i])
@@ -729,8 +805,17 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
     code = 0
     record: dict[str, Any] | None = None
     t0 = time.perf_counter()
+    folder = Path(tempfile.mkdtemp(prefix="paperlib-run-"))  # progress file and kernel sockets
+    progress_file = folder / "progress.jsonl" if progress else None
+    follower = None
+    if progress_file is not None:
+        from .progress import Follower
+
+        progress_file.touch()
+        follower = Follower(progress_file, sys.stderr, prefix="      ").start()
+    km_class = _kernel_manager_class(folder)
     try:
-        with _signals(), _kernel_env():
+        with _signals(), _kernel_env(progress_file):
             for i, name in enumerate(steps, 1):
                 params = per_step[name]
                 print(f"[{i}/{len(steps)}] {name} ({profile}) {params}", flush=True)
@@ -753,8 +838,9 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
                             parameters=params,
                             kernel_name=KERNEL,
                             cwd=str(paths.NOTEBOOKS),
-                            progress_bar=progress,
+                            progress_bar=False,  # the progress lines say more than cells done
                             log_output=False,
+                            **({"kernel_manager_class": km_class} if km_class else {}),
                         )
                         record["status"] = "ok"
                     except PapermillExecutionError as exc:
@@ -780,6 +866,8 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
                             record["error"] = "did not write its declared outputs: " + ", ".join(bad)
                             print(f"\nFAILED: notebook {name} {record['error']}", file=sys.stderr, flush=True)
                             code = 1
+                if follower is not None:
+                    follower.flush()
                 record["finished"] = _now()
                 record["seconds"] = round(time.perf_counter() - t0, 1)
                 manifest["profile_spec"], manifest["overrides"] = _effective_spec(profile)
@@ -801,6 +889,10 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
         print(f"\nINTERRUPTED ({reason}); manifest {paths.relative(paths.manifest_path(profile))} "
               "says so", file=sys.stderr, flush=True)
         return 130
+    finally:
+        if follower is not None:
+            follower.stop()
+        shutil.rmtree(folder, ignore_errors=True)
     manifest["finished"] = _now()
     manifest["status"] = "failed" if code else "ok"
     save()
@@ -851,7 +943,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="override a notebook parameter (ranges: --list)")
     parser.add_argument("--list", action="store_true",
                         help="list notebooks, parameters and their ranges, inputs and outputs, then exit")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar of the runner")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress lines (runs, graphs, evaluations done and the time left) on stderr")
     parser.add_argument("--write-headers", action="store_true",
                         help="regenerate every notebook's header (what it reads and rewrites) from STEPS, then exit")
     args = parser.parse_args(argv)

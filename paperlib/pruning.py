@@ -443,12 +443,11 @@ def run_early_stopping(profile: Any, n_repeats: int = 200, n_trials: int = 0, n_
     for _, feats in loaded:
         if getattr(feats, "groups", None) is None:
             feats.groups = groups_from_runs(P.name, feats.keys)
-    from tqdm.auto import tqdm
-
-    from .train import quiet
+    from .progress import Progress
 
     frames, skipped, fitted = [], {}, []
-    for pop, feats in tqdm(loaded, desc="early stopping", disable=quiet()):
+    bar = Progress("early stopping", len(loaded), unit="populations")
+    for pop, feats in loaded:
         summary, why = run_population(feats, pop, n_repeats, n_trials, n_folds, n_fold_seeds, stop_below, t_min,
                                       C, n_startup, min_resource, reduction_factor, seed)
         frames.append(summary)
@@ -464,6 +463,8 @@ def run_early_stopping(profile: Any, n_repeats: int = 200, n_trials: int = 0, n_
                 with threadpool_limits(1):
                     fitted.append((pop.arch, kind, fit_population(feats, kind, t_max=ts[-1], t_min=ts[0], C=C,
                                                                   input_shape=shape)))
+        bar.update()
+    bar.close()
     df = pd.concat(frames, ignore_index=True)
     files.write_table(P, "early_stopping.csv", df)
     atomic_write_text(paths.results_dir(P.name) / "early_stopping.md", early_stopping_markdown(df))

@@ -6,7 +6,7 @@ Layout of a run directory ``<runs_dir>/<key>/``::
     meta.json            status, per-epoch history, early-stopping epoch, final accuracy
     snap_000.pt          weights at initialisation (epoch 0)
     snap_001.pt ...      weights after every epoch (a state_dict of tensors)
-    resume.pt            optimizer and RNG state after the last complete epoch
+    resume.pt            optimizer and RNG state after the last complete epoch (while training)
     *.npz                caches derived from the snapshots (centralities, ...)
 
 Every file is written atomically (temporary file in the same directory, then

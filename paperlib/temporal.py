@@ -139,9 +139,11 @@ def compute_run(run: Run, epochs: list[int], kinds: tuple[str, ...], input_shape
     finite = np.array([_finite(m) for m in models], dtype=bool)
     spec = run.spec
     # the modules themselves are part of the key: a hyperparameter may change them (the Model Zoos' CNN-s has
-    # dropout modules, which shift its layer indices, only when its dropout is above 0)
+    # dropout modules, which shift its layer indices, only when its dropout is above 0); the dataset too: it
+    # sets the number of classes (LeNet on CIFAR-10 and on Tiny-ImageNet at one input size)
     structure = tuple((name, type(m).__name__) for name, m in models[0].named_modules())
-    arch_key = repr((spec.get("model"), sorted(spec.get("model_kwargs", {}).items()), tuple(input_shape), structure))
+    arch_key = repr((spec.get("model"), sorted(spec.get("model_kwargs", {}).items()), spec.get("dataset"),
+                     tuple(input_shape), structure))
     if arch_key not in plans:
         t0 = time.perf_counter()
         plans[arch_key] = graph.GraphPlan(models[0], input_shape)
@@ -234,7 +236,8 @@ def compute_profile(profile: Profile, unrolled: bool = True, workers: int | None
     force
         ignore the caches.
     progress
-        show a progress bar (``tqdm.auto``; off when ``PAPERLIB_QUIET=1``).
+        show a progress bar (:class:`paperlib.progress.Progress`: ``tqdm.auto``, off when
+        ``PAPERLIB_QUIET=1``; lines on the runner's terminal under the runner).
 
     Returns
     -------
@@ -264,10 +267,10 @@ def compute_profile(profile: Profile, unrolled: bool = True, workers: int | None
         meta.append({"key": row.key, "arch": row.arch})
     n_workers = profile.workers if workers is None else workers
     results: list[dict[str, Any] | None] = [None] * len(tasks)
-    quiet = os.environ.get("PAPERLIB_QUIET") == "1" or not progress
-    from tqdm.auto import tqdm
+    from .progress import Progress
 
-    bar = tqdm(total=len(tasks), desc="centralities", disable=quiet)
+    per_arch = {a: sum(1 for m in meta if m["arch"] == a) for a in dict.fromkeys(m["arch"] for m in meta)}
+    bar = Progress("centralities", per_arch, unit="runs", show=progress)
     # runs of one architecture together, so that a worker reuses its traced plan
     order = sorted(range(len(tasks)), key=lambda i: meta[i]["arch"])
     if n_workers <= 1 or len(tasks) <= 1:
@@ -278,7 +281,7 @@ def compute_profile(profile: Profile, unrolled: bool = True, workers: int | None
         try:
             for i in order:
                 results[i] = _task(*tasks[i])
-                bar.update()
+                bar.update(meta[i]["arch"])
         finally:
             torch.set_num_threads(prev)
     else:
@@ -288,7 +291,7 @@ def compute_profile(profile: Profile, unrolled: bool = True, workers: int | None
             futures = {pool.submit(_task, *tasks[i]): i for i in order}
             for fut in cf.as_completed(futures):
                 results[futures[fut]] = fut.result()
-                bar.update()
+                bar.update(meta[futures[fut]]["arch"])
     bar.close()
     rows = [{**m, **r} for m, r in zip(meta, results)]
     df = pd.DataFrame(rows)

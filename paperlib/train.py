@@ -21,7 +21,8 @@ and Tiny-ImageNet; their normalisation ``(0.5, 0.5, 0.5), (0.5, 0.5, 0.5)``), wi
 (SGD momentum 0.9, or Adam), batch size and schedule (constant learning rate). It writes
 
 - ``snap_000.pt`` (initialisation) and ``snap_NNN.pt`` after every epoch;
-- ``resume.pt``: optimizer state, RNG states and the epoch, after every epoch;
+- ``resume.pt``: optimizer state, RNG states and the epoch, after every epoch (removed once the
+  run has finished: a finished run is never resumed);
 - ``meta.json``: status, per-epoch history (test accuracy, training loss, seconds),
   early-stopping epoch, final accuracy, the size and SHA-256 of every snapshot, and the
   environment (torch and paperlib versions, device and its name, precision, threads).
@@ -49,8 +50,9 @@ measured test accuracy of its last snapshot (NaN logits predict class 0, about c
 
 :func:`train_profile` trains every population of a profile through a
 ``concurrent.futures.Executor``, the one mechanism for parallel training (see :func:`executor`):
-a local process pool (``engine="process"``) or Dask (``engine="dask"``). Progress bars
-(``tqdm.auto``) are off when ``PAPERLIB_QUIET=1`` or under pytest.
+a local process pool (``engine="process"``) or Dask (``engine="dask"``). Its progress, runs done
+per population, goes through :class:`paperlib.progress.Progress` (a ``tqdm.auto`` bar, off when
+``PAPERLIB_QUIET=1`` or under pytest; lines on the terminal under the pipeline's runner).
 """
 
 from __future__ import annotations
@@ -388,6 +390,7 @@ def _train(run: Run, spec: dict[str, Any], data_root: Path | str | None, progres
             bar.close()
     meta = {**_summary(history, status, diverged_epoch), "snapshots": snapshots, **env}
     run.write_meta(meta)
+    resume_path.unlink(missing_ok=True)  # a finished run is never resumed: nothing reads it now
     return {**meta, "key": run.key}
 
 
@@ -533,7 +536,7 @@ def train_specs(store_root: Path | str, specs: list[tuple[str, dict[str, Any]]],
     parallel runs is :func:`effective_workers`; with one, runs train in this process through the
     same :func:`train_run` (threads fixed inside it, as in a worker).
     """
-    from tqdm.auto import tqdm
+    from .progress import Progress
 
     if engine not in ("process", "dask"):
         raise ValueError(f"unknown engine {engine!r}; use 'process' or 'dask'")
@@ -552,26 +555,29 @@ def train_specs(store_root: Path | str, specs: list[tuple[str, dict[str, Any]]],
     problems = _verify(store, [s for _, s in specs], checksums, n)
     for p in problems:
         warnings.warn(f"retraining: {p}", stacklevel=2)
+    arch_of = {id(s): a for a, s in specs}
     todo = [s for _, s in specs if not store.run(s).finished]
     actions = {}  # what this call does to each run: the notebook's summary (df.attrs["training"])
     for _, s in specs:
         run = store.run(s)
         actions[run.key] = ("skipped" if run.finished else "retrained" if run.key in was_finished
                             else "resumed" if (run.dir / "resume.pt").exists() else "trained")
-    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=desc, disable=quiet())
+    per_arch = {a: sum(1 for b, _ in specs if b == a) for a in dict.fromkeys(a for a, _ in specs)}
+    left = {a: sum(1 for s in todo if arch_of[id(s)] == a) for a in per_arch}
+    bar = Progress(desc, per_arch, unit="runs", done={a: per_arch[a] - left[a] for a in per_arch})
     if todo and engine == "process" and n == 1:
         for spec in todo:
             train_run(store_root, spec, progress=True, checksums=checksums)
-            bar.update(1)
+            bar.update(arch_of[id(spec)])
     elif todo:
         with executor(engine, n, scheduler, device=device, runs_per_device=runs_per_device) as ex:
             gpus = dev.gpu_count() if device == "cuda" and engine == "dask" and not scheduler else 0
-            futures = [ex.submit(train_run, str(store_root), spec, checksums=checksums,
-                                 gpu=(i % gpus) if gpus else None)
-                       for i, spec in enumerate(todo)]
+            futures = {ex.submit(train_run, str(store_root), spec, checksums=checksums,
+                                 gpu=(i % gpus) if gpus else None): arch_of[id(spec)]
+                       for i, spec in enumerate(todo)}
             for fut in cf.as_completed(futures):
                 fut.result()  # re-raises a worker's error
-                bar.update(1)
+                bar.update(futures[fut])
     bar.close()
     rows = []
     for arch, spec in specs:
@@ -614,7 +620,7 @@ def train_profile(profile: Profile, engine: str = "process", scheduler: str | No
     specs = profile_specs(profile, networks)
     df = train_specs(paths.runs_dir(profile.name), specs, engine=engine,
                      workers=profile.workers, scheduler=scheduler, runs_per_device=profile.runs_per_device,
-                     checksums=checksums, desc=f"{profile.name}: networks")
+                     checksums=checksums, desc="networks")
     files.write_table(profile, "snapshots.csv", snapshot_index(paths.runs_dir(profile.name), specs))
     files.write_table(profile, "runs.csv", df)
     return df

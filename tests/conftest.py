@@ -6,6 +6,11 @@ runs in a temporary root (``PAPERLIB_ROOT``) that holds copies of the notebooks 
 ``results/published``; in-process tests redirect :mod:`paperlib.paths` (fixture ``tmp_results``).
 A session that leaves ``git status`` of ``results/`` or ``figures/`` changed fails
 (see ``pytest_sessionfinish``).
+
+**Disk bound.** A thread samples the size of the test run's temporary folder (pytest's basetemp:
+every ``tmp_path``, the smoke and paper project roots, their run stores) every
+:data:`DISK_SAMPLE_SECONDS`; the run fails when the peak exceeds :data:`DISK_BOUND` bytes, and
+the terminal summary states the peak. ``PAPERLIB_TEST_DISK_BOUND`` (bytes) changes the bound.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +44,73 @@ def _git_status() -> str | None:
         return None
 
 
+DISK_BOUND = int(os.environ.get("PAPERLIB_TEST_DISK_BOUND", 1_000_000_000))  # bytes, the suite's peak
+DISK_SAMPLE_SECONDS = 1.0
+
+
+def tree_bytes(root: Path) -> int:
+    """Bytes of the files under ``root`` (their sizes; links not followed; vanishing files skipped)."""
+    total = 0
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+class DiskSampler(threading.Thread):
+    """Peak of :func:`tree_bytes` of ``root``, sampled every ``every`` seconds until :meth:`stop`."""
+
+    def __init__(self, root: Path, every: float = DISK_SAMPLE_SECONDS):
+        super().__init__(name="disk-sampler", daemon=True)
+        self.root, self.every = Path(root), every
+        self.peak, self.samples = 0, 0
+        self._halt = threading.Event()
+
+    def sample(self) -> int:
+        size = tree_bytes(self.root)
+        self.peak, self.samples = max(self.peak, size), self.samples + 1
+        return size
+
+    def run(self) -> None:
+        while not self._halt.wait(self.every):
+            self.sample()
+
+    def stop(self) -> int:
+        self._halt.set()
+        self.join(timeout=30)
+        self.sample()
+        return self.peak
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config._paperlib_git_status = _git_status()  # type: ignore[attr-defined]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def disk_bound(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config):
+    """Sample the run's temporary folder from the first test to the last (see the module docstring)."""
+    sampler = DiskSampler(tmp_path_factory.getbasetemp())
+    sampler.start()
+    yield sampler
+    pytestconfig._paperlib_disk_peak = sampler.stop()  # type: ignore[attr-defined]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    peak = getattr(config, "_paperlib_disk_peak", None)
+    if peak is not None:
+        terminalreporter.write_line(f"peak disk use of the temporary folder: {peak / 1e6:.0f} MB "
+                                    f"(bound {DISK_BOUND / 1e6:.0f} MB)")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    peak = getattr(session.config, "_paperlib_disk_peak", None)
+    if peak is not None and peak > DISK_BOUND:
+        sys.stderr.write(f"\nERROR: the tests used {peak / 1e6:.0f} MB of disk at their peak (temporary folder), "
+                         f"over the bound of {DISK_BOUND / 1e6:.0f} MB\n")
+        session.exitstatus = 1
     before = getattr(session.config, "_paperlib_git_status", None)
     after = _git_status()
     if before is None or after is None or before == after:
@@ -107,7 +175,7 @@ def smoke_pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     from paperlib.pipeline import STEPS
 
     only = [a for s in STEPS if s.notebook.exists() for a in ("--only", s.name)]  # test_notebooks checks the rest
-    proc = run_pipeline(root, "--profile", "smoke", "--no-progress", *only)
+    proc = run_pipeline(root, "--profile", "smoke", *only)  # with the progress lines, as a user sees it
     return PipelineRun(proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - t0, root)
 
 

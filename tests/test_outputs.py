@@ -7,6 +7,7 @@ root (fixture ``smoke_pipeline`` in ``conftest.py``) and inspects what it wrote 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -143,6 +144,33 @@ def test_executed_notebooks_carry_no_progress_bars_or_machine_paths(pipeline):
         assert not widgets, f"{step.name}: progress widgets in the executed notebook"
         for root in {str(paths.CODE), str(pipeline.root)}:
             assert root not in text, f"{step.name}: machine path {root} in the executed notebook"
+
+
+def _streams(step: str) -> str:
+    nb = nbformat.read(_ROOT["root"] / "results" / "executed" / PROFILE / f"{step}.ipynb", as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "stream")
+
+
+def test_progress_lines_on_the_runners_terminal_and_one_summary_line_in_the_notebooks(pipeline):
+    """The long loops print progress on the runner's stderr (runs per population with the time left,
+    graphs per population, evaluations); the executed notebooks keep one summary line per loop."""
+    err = pipeline.stderr
+    archs = get_profile(PROFILE).archs
+    for arch in archs:
+        n = get_profile(PROFILE).population(arch).grid.size
+        assert re.search(rf"^ +networks {re.escape(arch)}: {n}/{n} runs in [\d:]+( s)? \(all: ", err, re.M), arch
+        assert re.search(rf"^ +centralities {re.escape(arch)}: {n}/{n} runs in ", err, re.M), arch
+    assert re.search(r"^ +networks \S+: \d+/\d+ runs.*~[\d:]+( s)? left\)$", err, re.M), "no estimate of the time left"
+    for loop in ("Q1 evaluations", "Q2 evaluations", "early stopping"):
+        assert re.search(rf"^ +{loop}: (\d+)/\1 \w+ in ", err, re.M), loop
+    assert "without encryption" not in err + pipeline.stdout, "the kernel's TCP warning reached the terminal"
+    for step in STEPS:
+        streams = _streams(step.name)
+        assert not re.search(r"~[\d:]+( s)? left|[\d:]+( s)? elapsed", streams), f"{step.name}: progress lines in the notebook"
+    total = len(_csv("runs.csv"))
+    assert re.search(rf"^networks: {total} runs in [\d:]+( s)? \(", _streams("01_train"), re.M)
+    assert re.search(rf"^centralities: {total} runs in ", _streams("02_graph"), re.M)
+    assert re.search(r"^Q1 evaluations: \d+ tasks in ", _streams("04_q1"), re.M)
 
 
 def test_manifest_and_metrics(pipeline):

@@ -362,3 +362,58 @@ def test_a_fresh_clone_has_the_inputs_of_the_steps_after_the_graphs(step, fresh_
     in_root(fresh_clone_root)
     missing = check_inputs(step, "default")
     assert not missing, "\n".join(m.message("default") for m in missing)
+
+
+# --------------------------------------------------------------------------- datasets before any kernel
+def _no_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    import papermill
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a notebook was started although a dataset is missing")
+    monkeypatch.setattr(papermill, "execute_notebook", refuse)
+
+
+def test_paper_profile_without_its_datasets_exits_2_before_any_kernel(bare_root, in_root, tmp_path, monkeypatch,
+                                                                      capsys):
+    """No dataset under PAPERLIB_DATA: the runner stops in its preflight with paperlib.data's messages,
+    naming both folders, and writes nothing (no manifest)."""
+    from paperlib import data
+
+    in_root(bare_root)
+    empty = paths.ensure(tmp_path / "no-data")
+    monkeypatch.setenv("PAPERLIB_DATA", str(empty))
+    _no_kernel(monkeypatch)
+    before = _tree(bare_root)
+    code = pipeline.main(["--profile", "paper", "--only", "01_train"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert str(empty / "cifar-10-batches-py") in err and str(empty / "tiny-imagenet-200") in err
+    with pytest.raises(data.DatasetNotFoundError) as info:
+        data.load_dataset("cifar10", 32)
+    assert str(info.value) in err, "not paperlib.data's own message"
+    assert "01_train" in err and "Nothing was written" in err
+    assert _tree(bare_root) == before
+
+
+def test_a_malformed_dataset_is_found_by_the_preflight(bare_root, in_root, tmp_path, monkeypatch, capsys):
+    """CIFAR-10 well-formed, Tiny-ImageNet without its validation images: only Tiny-ImageNet is named."""
+    from test_paper_profile import write_cifar10, write_tiny_imagenet
+
+    in_root(bare_root)
+    root = tmp_path / "data"
+    write_cifar10(root, per_batch=4, test=10)
+    write_tiny_imagenet(root, per_class=1, val_per_class=1)
+    next((root / "tiny-imagenet-200" / "val" / "images").iterdir()).unlink()
+    monkeypatch.setenv("PAPERLIB_DATA", str(root))
+    monkeypatch.setenv("PAPERLIB_VERIFY_DATA", "0")
+    _no_kernel(monkeypatch)
+    with pytest.raises(pipeline.MissingDatasetError) as info:
+        preflight(["01_train", "02_graph"], "paper")
+    msg = str(info.value)
+    assert "tiny-imagenet" in msg and "validation image(s)" in msg and str(root / "tiny-imagenet-200") in msg
+    assert "cifar" not in msg.lower()
+    assert pipeline.main(["--profile", "paper", "--only", "01_train"]) == 2
+    assert "validation image(s)" in capsys.readouterr().err
+    with pytest.raises(MissingInputError) as other:  # without 01_train, the datasets are not looked at
+        preflight(["02_graph"], "paper")
+    assert not isinstance(other.value, pipeline.MissingDatasetError)
