@@ -55,11 +55,11 @@ test: $(VENV)/.installed
 verify: $(VENV)/.installed
 	$(PY) -m paperlib.verify $(ARGS)
 
-# The lock, from pyproject.toml (test extra included), for CPython 3.11 on Linux x86-64; existing
+# The lock, from pyproject.toml (test and browser extras included), for CPython 3.11 on Linux x86-64; existing
 # pins are kept unless UPGRADE=--upgrade (or --upgrade-package NAME).
 lock:
 	test -x .venv-lock/bin/uv || ($(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet uv==$(UV_VERSION))
-	.venv-lock/bin/uv pip compile pyproject.toml --extra test --generate-hashes --python-version 3.11 \
+	.venv-lock/bin/uv pip compile pyproject.toml --extra test --extra browser --generate-hashes --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" --quiet $(UPGRADE) \
 		-o requirements-lock.txt
 

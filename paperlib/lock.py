@@ -3,7 +3,7 @@
 ``pyproject.toml`` declares the dependencies with floors (for people who use ``paperlib`` as a
 library); ``requirements-lock.txt`` pins every package, direct and transitive, to one version
 with its SHA-256 hashes, for CPython 3.11 on Linux x86-64. It is generated from
-``pyproject.toml`` (with the ``test`` extra) by ``uv pip compile`` and refreshed with ``make
+``pyproject.toml`` (with the ``test`` and ``browser`` extras) by ``uv pip compile`` and refreshed with ``make
 lock``; ``make reproduce``, ``make test`` and ``make verify`` install from it
 (``pip install --require-hashes --no-deps``). The manifest of every pipeline run records the
 lock's SHA-256 and whether the installed packages are the locked ones (:func:`status`).
