@@ -28,7 +28,7 @@ from typing import Any, Iterable
 
 import nbformat
 
-from . import paths
+from . import files, paths
 
 #: ``kernelspec`` as JupyterLab 4 writes it for ipykernel's ``python3`` kernel.
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -215,7 +215,7 @@ def write_headers(names: Iterable[str] | None = None) -> list[Path]:
         first.source = with_header(first.source, name)
         new = committed_form(nb)
         if new != old:
-            path.write_text(new, encoding="utf-8")
+            files.atomic_write_text(path, new)
             changed.append(path)
     return changed
 

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import paperlib  # noqa: F401  first: it pins numpy's and torch's CPU kernels before they load (paperlib.kernels)
 import numpy as np
 import pandas as pd
 import pytest
