@@ -64,13 +64,13 @@ def test_figures_3_and_4_legend_above_and_text_at_notebook_size(synthetic_smoke,
 
 
 def _tiny_spec(**over) -> dict:
-    from paperlib import train
+    from paperlib import kernels, train
 
     spec = {
         "dataset": "digits", "image_size": 16, "train_limit": 192, "model": "lenet",
         "model_kwargs": {"width": 0.5}, "lr": 0.05, "dropout": 0.3, "seed": 3, "optimizer": "sgd",
         "momentum": 0.9, "batch_size": 64, "epochs": 3, "patience": 5, "burn_in": 0, "device": "cpu",
-        "precision": "float32", "threads": 1, "version": train.TRAIN_VERSION,
+        "precision": "float32", "threads": 1, "isa": kernels.isa_class(), "version": train.TRAIN_VERSION,
     }
     return spec | over
 

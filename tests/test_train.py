@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from paperlib import data, paths, train
+from paperlib import kernels, data, paths, train
 from paperlib.profiles import Grid, Population, get_profile
 from paperlib.store import CorruptFileError, RunStore, spec_key
 
@@ -19,7 +19,7 @@ def tiny_spec(**over) -> dict:
         "dataset": "digits", "image_size": 16, "train_limit": 192, "model": "lenet",
         "model_kwargs": {"width": 0.5}, "lr": 0.05, "dropout": 0.3, "seed": 3, "optimizer": "sgd",
         "momentum": 0.9, "batch_size": 64, "epochs": 4, "patience": 5, "burn_in": 0, "device": "cpu",
-        "precision": "float32", "threads": 1, "version": train.TRAIN_VERSION,
+        "precision": "float32", "threads": 1, "isa": kernels.isa_class(), "version": train.TRAIN_VERSION,
     }
     spec.update(over)
     return spec
