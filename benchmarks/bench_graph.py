@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import paperlib  # noqa: E402,F401  first: it pins the CPU kernels before numpy and torch load
 
 import networkx as nx  # noqa: E402
 import numpy as np  # noqa: E402

@@ -44,8 +44,8 @@ print(json.dumps(out))
 
 _EVAL = r"""
 import json, sys, time
+from paperlib import evaluation, kernels  # first: the pin precedes numpy
 import numpy as np
-from paperlib import evaluation, kernels
 repeats = int(sys.argv[1])
 rng = np.random.default_rng(0)
 n, d = 64, 45

@@ -27,11 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 CODE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(CODE))
+import paperlib  # noqa: E402,F401  first: it pins the CPU kernels before numpy and torch load
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 STEPS = [0, 1, 2, 3, 20, 40, 60, 80, 86]
 
 

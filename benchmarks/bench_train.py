@@ -44,11 +44,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import paperlib  # noqa: E402,F401  first: it pins the CPU kernels before numpy and torch load
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
 
 from paperlib import data, device as dev, train  # noqa: E402
 from paperlib.profiles import PROFILES  # noqa: E402
