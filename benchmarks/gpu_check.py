@@ -72,6 +72,7 @@ CODE = Path(__file__).resolve().parents[1]
 for _p in (CODE, CODE / "benchmarks", CODE / "tests"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
+import paperlib  # noqa: E402,F401  first: it pins the CPU kernels before numpy and torch load (paperlib.kernels)
 
 PARTS = ("cuda_tests", "train_benchmark", "determinism", "paper_end_to_end")
 TITLES = {
