@@ -96,7 +96,7 @@ def test_verify_names_an_altered_table2_cell_and_passes_the_rest_of_04_to_07(smo
         and "'accuracy_mean'" in bad[0], out[-3000:]
     for name in ("results/smoke/q1.csv", "results/smoke/q2.csv", "results/smoke/table2.md", "figures/smoke/fig3.png",
                  "figures/smoke/fig4.pdf", "results/smoke/early_stopping.csv", "results/smoke/predictors/",
-                 "metrics.json [q1]", "metrics.json [table2]"):
+                 "results/smoke/metrics.json [q1]", "results/smoke/metrics.json [table2]"):
         assert f"identical  {name}" in out, (name, out[-3000:])
     assert "measured   results/smoke/q3.csv" in out and "measured   figures/smoke/fig5.png" in out
     assert (res / "table2.csv").read_text().count("0.123456") == 1, "verify wrote into the results"
