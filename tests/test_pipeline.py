@@ -246,9 +246,11 @@ def test_store_with_an_unfinished_run_counts_as_missing(bare_root, in_root):
 def test_q3_snapshots_or_the_store(bare_root, in_root):
     in_root(bare_root)
     out = paths.ensure(paths.results_dir("smoke"))
-    for name in ("runs.csv", "q1.csv", "centralities.csv", "timings/runs.csv", "timings/centralities.csv"):
-        paths.ensure((out / name).parent)
+    for name in ("runs.csv", "q1.csv", "centralities.csv"):
         write_result(out / name, pd.DataFrame({"key": ["aaa"], "arch": ["LeNet"]}))
+    paths.ensure(out / "timings")
+    pd.DataFrame({"key": ["aaa"], "train_seconds": [1.0], "epoch_seconds": [0.1]}).to_csv(out / "timings/runs.csv", index=False)
+    pd.DataFrame({"key": ["aaa"], "rolled_seconds": [0.1]}).to_csv(out / "timings/centralities.csv", index=False)
     missing = check_inputs("06_q3", "smoke")
     assert len(missing) == len(get_profile("smoke").archs) and all("q3_snapshots" in m.path for m in missing)
     d = paths.ensure(paths.runs_dir("smoke") / "aaa")
