@@ -129,5 +129,6 @@ def test_dry_run_on_the_cpu_reports_every_part(tmp_path):
     names = [s["name"] for s in e2e["steps"]]
     for step in ("01_train", "02_graph", "03_features", "04_q1", "05_q2", "06_q3"):
         assert step in names, step
-    assert all(s["status"] == "passed" for s in e2e["steps"])
-    assert all(not s.get("missing_outputs") for s in e2e["steps"] if "missing_outputs" in s)
+    checked = [s for s in e2e["steps"] if not (q2_empty and s["name"] == "05_q2")]
+    assert all(s["status"] == "passed" for s in checked), [(s["name"], s["status"]) for s in checked]
+    assert all(not s.get("missing_outputs") for s in checked if "missing_outputs" in s)
