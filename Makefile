@@ -47,8 +47,11 @@ reproduce: $(VENV)/.installed
 	$(PY) -m paperlib.pipeline --profile $(PROFILE) $(ARGS)
 	if [ "$(PROFILE)" = default ]; then $(PY) -m paperlib.report --profile default; fi
 
+# Two pytest-xdist workers, one per core of the 2-core machine the suite is sized for; each test
+# module is one group (tests/conftest.py). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 # Retrains a sample of the committed default networks, recomputes their features, reruns 04-07 from
 # the committed features in a temporary root and compares everything with the committed files.

@@ -197,7 +197,7 @@ SMOKE = Profile(
     burn_in=10,  # above epochs: no smoke run stops early
     train_limit=384,
     n_folds=3,
-    fold_seeds=(0, 1),
+    fold_seeds=(0,),  # one split of 3 folds: the tests check what 04-07 write, not its spread
     transfers=(
         Transfer("deeper", ("ResNet-8",), "ResNet-14"),
         Transfer("older-to-resnet", ("LeNet",), "ResNet-8"),

@@ -7,10 +7,19 @@ runs in a temporary root (``PAPERLIB_ROOT``) that holds copies of the notebooks 
 A session that leaves ``git status`` of ``results/`` or ``figures/`` changed fails
 (see ``pytest_sessionfinish``).
 
-**Disk bound.** A thread samples the size of the test run's temporary folder (pytest's basetemp:
-every ``tmp_path``, the smoke and paper project roots, their run stores) every
+**Disk bound.** A thread of the main pytest process samples the size of the test run's temporary
+folder (pytest's basetemp, which holds the basetemps of pytest-xdist's workers too: every
+``tmp_path``, the smoke and paper project roots, their run stores) every
 :data:`DISK_SAMPLE_SECONDS`; the run fails when the peak exceeds :data:`DISK_BOUND` bytes, and
 the terminal summary states the peak. ``PAPERLIB_TEST_DISK_BOUND`` (bytes) changes the bound.
+A passing test's ``tmp_path`` is removed when it ends (``tmp_path_retention_policy = "failed"``
+in ``pyproject.toml``); module fixtures remove their folders when their module ends.
+
+**Two workers.** ``make test`` runs the suite on two pytest-xdist workers (``--dist loadgroup``).
+Each test module is one group (its module fixtures are built once), the modules that share the
+smoke pipeline are one group (it runs once), and the paper-profile test is in that group too, so
+that the two largest temporary folders never exist at the same time. The groups start longest
+first (:data:`HEAVY`), so that the two workers finish together.
 """
 
 from __future__ import annotations
@@ -86,28 +95,62 @@ class DiskSampler(threading.Thread):
         return self.peak
 
 
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")  # a pytest-xdist worker; the main process has none
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config._paperlib_git_status = _git_status()  # type: ignore[attr-defined]
+    config = session.config
+    config._paperlib_git_status = _git_status()  # type: ignore[attr-defined]
+    if not _is_worker(config):  # the main process: its basetemp holds every worker's
+        config._paperlib_disk_sampler = DiskSampler(config._tmp_path_factory.getbasetemp())  # type: ignore
+        config._paperlib_disk_sampler.start()  # type: ignore[attr-defined]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def disk_bound(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config):
-    """Sample the run's temporary folder from the first test to the last (see the module docstring)."""
-    sampler = DiskSampler(tmp_path_factory.getbasetemp())
-    sampler.start()
-    yield sampler
-    pytestconfig._paperlib_disk_peak = sampler.stop()  # type: ignore[attr-defined]
+# The smoke pipeline's users share one group (the pipeline runs once); the paper-profile test joins
+# them so that its store and the smoke root never coexist (the disk bound). Every other module is
+# its own group. HEAVY: the groups that take longest, started first (measured CPU seconds, 2 cores).
+SMOKE_GROUP = "smoke-pipeline"
+GROUPS = {"test_paper_profile": SMOKE_GROUP, "test_outputs": SMOKE_GROUP, "test_verify": SMOKE_GROUP}
+HEAVY = (SMOKE_GROUP, "test_sources", "test_gpu_check", "test_kernels", "test_pipeline", "test_graph_torchvision",
+         "test_notebooks", "test_hooks", "test_train")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def group(item: pytest.Item) -> str:
+        module = item.module.__name__.rpartition(".")[2] if getattr(item, "module", None) else item.nodeid
+        return GROUPS.get(module, module)
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        g = group(item)
+        first = 0 if item.module.__name__.endswith("test_paper_profile") else 1  # alone before the smoke root
+        return (HEAVY.index(g) if g in HEAVY else len(HEAVY), first)
+
+    for item in items:
+        if not any(True for _ in item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(group(item)))
+    items.sort(key=rank)  # stable: within a group, the collection order
+
+
+def _disk_peak(config: pytest.Config) -> int | None:
+    sampler = getattr(config, "_paperlib_disk_sampler", None)
+    if sampler is None:
+        return None
+    if not hasattr(config, "_paperlib_disk_peak"):
+        config._paperlib_disk_peak = sampler.stop()  # type: ignore[attr-defined]
+    return config._paperlib_disk_peak  # type: ignore[attr-defined]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    peak = getattr(config, "_paperlib_disk_peak", None)
+    peak = _disk_peak(config)
     if peak is not None:
         terminalreporter.write_line(f"peak disk use of the temporary folder: {peak / 1e6:.0f} MB "
                                     f"(bound {DISK_BOUND / 1e6:.0f} MB)")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    peak = getattr(session.config, "_paperlib_disk_peak", None)
+    peak = _disk_peak(session.config)
     if peak is not None and peak > DISK_BOUND:
         sys.stderr.write(f"\nERROR: the tests used {peak / 1e6:.0f} MB of disk at their peak (temporary folder), "
                          f"over the bound of {DISK_BOUND / 1e6:.0f} MB\n")

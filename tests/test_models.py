@@ -4,6 +4,8 @@ torch.fx tracing, the output layer's position, and one training step on every da
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 import torch.fx
@@ -181,7 +183,8 @@ def loaders(tmp_path_factory):
     for name in data.DATASETS:
         train, _ = data.load_dataset(name, 16, root=root, verify=False)
         out[name] = train
-    return out
+    yield out
+    shutil.rmtree(root, ignore_errors=True)  # the suite's disk bound (conftest)
 
 
 @pytest.mark.parametrize("dataset", sorted(data.DATASETS))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -151,7 +152,8 @@ def own_runs(tmp_path_factory):
                                                                    "optimizer": "sgd"}, states, accs)
             originals[(arch, f"run{i}")] = states
             finals.setdefault(arch, []).append(accs[EPOCHS])
-    return base, originals, finals
+    yield base, originals, finals
+    shutil.rmtree(base, ignore_errors=True)  # the suite's disk bound (conftest)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +173,8 @@ def zoo_trials(tmp_path_factory):
             write_trial(base / arch / f"NN_tune_trainable_{i:05d}", config, states, accs, pad=bool(i % 2))
             originals[(arch, f"NN_tune_trainable_{i:05d}")] = states
             finals.setdefault(arch, []).append(accs[EPOCHS])
-    return base, originals, finals
+    yield base, originals, finals
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +199,8 @@ def small_zoo(tmp_path_factory):
                          "config.activation": act, "config.w_init": "he_normal", "config.epochs": 86})
     order = np.random.default_rng(0).permutation(len(rows))  # rows of a network need not be together
     write_archive(base, [rows[k] for k in order], pd.DataFrame(meta).iloc[order], layout)
-    return base, originals, finals
+    yield base, originals, finals
+    shutil.rmtree(base.parent, ignore_errors=True)
 
 
 OWN_TOML = """
@@ -326,7 +330,6 @@ def test_small_cnn_zoo_import_and_graphs(small_zoo, in_root):
 def test_ragged_and_nonfinite_runs_are_decided_not_filled(own_runs, in_root, tmp_path):
     base, originals, _ = own_runs
     src = tmp_path / "ragged"
-    import shutil
 
     shutil.copytree(base / "LeNet", src / "LeNet")
     (src / "LeNet" / "run1" / "epoch_002.pt").unlink()  # ragged: epoch 2 missing
@@ -362,7 +365,6 @@ def _skip_reason(result, run: str) -> str:
 
 def test_state_dict_that_does_not_fit_is_named(own_runs, in_root, tmp_path):
     base, _, _ = own_runs
-    import shutil
 
     shutil.copytree(base / "LeNet", tmp_path / "bad" / "LeNet")
     f = tmp_path / "bad" / "LeNet" / "run3" / "epoch_002.pt"
@@ -386,7 +388,6 @@ def test_state_dict_that_does_not_fit_is_named(own_runs, in_root, tmp_path):
 
 def test_layout_that_does_not_sum_to_the_row_is_named(small_zoo, in_root, tmp_path):
     base, _, _ = small_zoo
-    import shutil
 
     shutil.copytree(base, tmp_path / "zoo")
     layout = pd.read_csv(tmp_path / "zoo" / "layout.csv").iloc[:-1]
@@ -404,7 +405,6 @@ def test_layout_that_does_not_sum_to_the_row_is_named(small_zoo, in_root, tmp_pa
 
 def test_result_json_without_test_accuracy_and_empty_checkpoint_are_named(zoo_trials, in_root, tmp_path):
     base, _, _ = zoo_trials
-    import shutil
 
     shutil.copytree(base / "CNN-s", tmp_path / "z" / "CNN-s")
     shutil.copytree(base / "CNN-l", tmp_path / "z" / "CNN-l")

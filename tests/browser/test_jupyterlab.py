@@ -145,6 +145,10 @@ window.__paperlib_open = {done: false};
   const widget = await app.commands.execute('docmanager:open', {path, factory: 'Notebook'});
   await widget.context.ready;
   await widget.sessionContext.ready;
+  // headless Chromium may have no focused window: the shell's current widget can stay null, so the
+  // opened widget is kept here and activated explicitly (the notebook commands act on the active one)
+  window.__paperlib_widget = widget;
+  app.shell.activateById(widget.id);
   window.__paperlib_open = {done: true, writable: widget.context.contentsModel.writable};
 })().catch(e => { window.__paperlib_open = {done: true, error: String(e)}; });
 """
@@ -153,11 +157,12 @@ _RUN_ALL = """
 window.__paperlib_run = {done: false};
 (async () => {
   const app = window.jupyterapp;
-  const widget = app.shell.currentWidget;
+  const widget = window.__paperlib_widget;
   const kernel = widget.sessionContext.session.kernel;
+  app.shell.activateById(widget.id);
   await app.commands.execute('notebook:run-all-cells');  // resolves when the last cell ran, or one failed
   do { await new Promise(r => setTimeout(r, 1000)); } while (kernel.status !== 'idle');
-  await app.commands.execute('docmanager:save');
+  await widget.context.save();  // what autosave (or Ctrl-S) does
   window.__paperlib_run = {done: true, report: _report(widget)};
 })().catch(e => { window.__paperlib_run = {done: true, report: {error: String(e)}}; });
 function _report(widget) {
@@ -179,7 +184,7 @@ function _report(widget) {
 
 _SCROLL_TO = """
 const [needle] = arguments;
-const widget = window.jupyterapp.shell.currentWidget;
+const widget = window.__paperlib_widget;
 const cells = [...widget.content.model.cells];
 const index = cells.findIndex(c => c.sharedModel.source.includes(needle));
 if (index < 0) return false;
@@ -282,7 +287,7 @@ def test_a_reader_in_jupyterlab(lab, browser, clone, out_dir):
     time.sleep(5)
     browser.execute_async_script("""
       const done = arguments[arguments.length - 1];
-      window.jupyterapp.commands.execute('docmanager:save').then(() => done(), () => done());
+      window.__paperlib_widget.context.save().then(() => done(), () => done());
       setTimeout(done, 5000);""")
     time.sleep(1)
     _shot(browser, out_dir, "01_train_executed_read_only")
