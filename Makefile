@@ -51,7 +51,7 @@ reproduce: $(VENV)/.installed
 # module is one group (tests/conftest.py). TEST_WORKERS=0 runs the suite in one process.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(ARGS)
 
 # Retrains a sample of the committed default networks, recomputes their features, reruns 04-07 from
 # the committed features in a temporary root and compares everything with the committed files.

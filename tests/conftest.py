@@ -15,7 +15,7 @@ the terminal summary states the peak. ``PAPERLIB_TEST_DISK_BOUND`` (bytes) chang
 A passing test's ``tmp_path`` is removed when it ends (``tmp_path_retention_policy = "failed"``
 in ``pyproject.toml``); module fixtures remove their folders when their module ends.
 
-**Two workers.** ``make test`` runs the suite on two pytest-xdist workers (``--dist loadgroup``).
+**Two workers.** ``make test`` runs the suite on two pytest-xdist workers (:func:`pytest_xdist_make_scheduler`).
 Each test module is one group (its module fixtures are built once), the modules that share the
 smoke pipeline are one group (it runs once), and the paper-profile test is in that group too, so
 that the two largest temporary folders never exist at the same time. The groups start longest
@@ -112,25 +112,37 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 # its own group. HEAVY: the groups that take longest, started first (measured CPU seconds, 2 cores).
 SMOKE_GROUP = "smoke-pipeline"
 GROUPS = {"test_paper_profile": SMOKE_GROUP, "test_outputs": SMOKE_GROUP, "test_verify": SMOKE_GROUP}
-HEAVY = (SMOKE_GROUP, "test_sources", "test_gpu_check", "test_kernels", "test_pipeline", "test_graph_torchvision",
-         "test_notebooks", "test_hooks", "test_train")
+HEAVY = (SMOKE_GROUP, "test_sources", "test_gpu_check", "test_graph_torchvision", "test_kernels", "test_pipeline",
+         "test_train", "test_notebooks", "test_models", "test_tables")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
+def group_of(nodeid: str) -> str:
+    """The xdist group of a test: its module's name, or the shared group of :data:`GROUPS`."""
+    module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+    return GROUPS.get(module, module)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    def group(item: pytest.Item) -> str:
-        module = item.module.__name__.rpartition(".")[2] if getattr(item, "module", None) else item.nodeid
-        return GROUPS.get(module, module)
-
+    """Longest groups first (the order in which the workers receive them); within a group the
+    paper-profile test first (before the smoke root exists), then the collection order."""
     def rank(item: pytest.Item) -> tuple[int, int]:
-        g = group(item)
-        first = 0 if item.module.__name__.endswith("test_paper_profile") else 1  # alone before the smoke root
-        return (HEAVY.index(g) if g in HEAVY else len(HEAVY), first)
+        g = group_of(item.nodeid)
+        return (HEAVY.index(g) if g in HEAVY else len(HEAVY), 0 if "test_paper_profile" in item.nodeid else 1)
 
-    for item in items:
-        if not any(True for _ in item.iter_markers("xdist_group")):
-            item.add_marker(pytest.mark.xdist_group(group(item)))
-    items.sort(key=rank)  # stable: within a group, the collection order
+    items.sort(key=rank)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """pytest-xdist's scope scheduling with :func:`group_of` as the scope: a group runs on one
+    worker, in order; groups go to the worker that is free, in the order of the collection.
+    (Its ``xdist_group`` marks are not used: they rename node ids, which pytest 9 ignores.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return GroupScheduling(config, log)
 
 
 def _disk_peak(config: pytest.Config) -> int | None:

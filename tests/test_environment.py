@@ -19,7 +19,7 @@ from pathlib import Path
 CODE = Path(__file__).resolve().parents[1]
 
 # import name -> distribution name, where they differ
-DISTRIBUTION = {"sklearn": "scikit-learn", "PIL": "pillow", "IPython": "ipython", "yaml": "pyyaml"}
+DISTRIBUTION = {"sklearn": "scikit-learn", "PIL": "pillow", "IPython": "ipython", "yaml": "pyyaml", "xdist": "pytest-xdist"}
 # floors that specific code needs (what and why: pyproject.toml's comment)
 NEEDED_FLOORS = {"scikit-learn": "1.6", "joblib": "1.4", "tqdm": "4.66", "ipywidgets": "8.0"}
 
