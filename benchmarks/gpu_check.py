@@ -269,8 +269,8 @@ def _bench_train() -> Any:
 
 
 def _figures() -> Any:
-    """``paperlib.figures`` (imports seaborn: a missing seaborn raises ModuleNotFoundError here)."""
-    from paperlib import figures
+    """``paperlib.report.figures`` (imports seaborn: a missing seaborn raises ModuleNotFoundError here)."""
+    from paperlib.report import figures
 
     return figures
 
@@ -427,7 +427,7 @@ def _timed_training(task: dict[str, Any], barrier: Any, device: str) -> dict[str
     import torch
 
     bt = _bench_train()
-    from paperlib import data, device as dev, train
+    from paperlib.train import data, device as dev, trainer as train
     from paperlib.profiles import PROFILES
 
     profile = PROFILES["paper"]
@@ -544,7 +544,7 @@ def part_train_benchmark(args: argparse.Namespace, rec: PartRecord) -> None:
     import torch
 
     bt = _bench_train()
-    from paperlib import device as dev
+    from paperlib.train import device as dev
     from paperlib.profiles import PROFILES
 
     device = dev.resolve_device(args.device)
@@ -635,9 +635,9 @@ def part_train_benchmark(args: argparse.Namespace, rec: PartRecord) -> None:
 
 # =========================================================================== part 3: determinism
 def part_determinism(args: argparse.Namespace, rec: PartRecord) -> None:
-    from paperlib import device as dev, train
+    from paperlib.train import device as dev, trainer as train
     from paperlib.profiles import get_profile
-    from paperlib.store import RunStore
+    from paperlib.train.store import RunStore
     from test_paper_profile import write_cifar10
 
     _ensure_tqdm(rec.data["notes"])
@@ -710,7 +710,10 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
 
     import test_paper_profile as tpp
     from conftest import make_root
-    from paperlib import device as dev, paths, pipeline, profiles, tables, train
+    from paperlib.train import device as dev, trainer as train
+    from paperlib import paths, profiles
+    from paperlib.pipeline import runner as pipeline
+    from paperlib.report import tables
 
     device = dev.resolve_device(args.device)
     root = paths.ROOT
@@ -746,7 +749,7 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         """The pipeline's own check of a step's declared outputs (less those of skipped calls)."""
         missing_outputs = getattr(pipeline, "_missing_outputs", None)
         if missing_outputs is None:
-            check(step, "the pipeline's output check (paperlib.pipeline._missing_outputs) is available", False,
+            check(step, "the pipeline's output check (paperlib.pipeline.runner._missing_outputs) is available", False,
                   required=False)
             return
         missing = missing_outputs(name, "paper")
@@ -808,7 +811,8 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         outputs(step, "01_train")
 
     def s02(step: dict[str, Any]) -> None:
-        from paperlib import graph, temporal
+        from paperlib import graph
+        from paperlib.graph import temporal
 
         pipeline.require_inputs("02_graph", "paper")
         P = profiles.effective_profile("paper")
@@ -824,7 +828,7 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         outputs(step, "02_graph")
 
     def s03(step: dict[str, Any]) -> None:
-        from paperlib import features
+        from paperlib.features import sets as features
 
         pipeline.require_inputs("03_features", "paper")
         P = profiles.effective_profile("paper")
@@ -832,7 +836,8 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         outputs(step, "03_features")
 
     def s04(step: dict[str, Any]) -> None:
-        from paperlib import experiments, published, readings
+        from paperlib.evaluate import experiments
+        from paperlib.report import published, readings
 
         pipeline.require_inputs("04_q1", "paper")
         P = profiles.effective_profile("paper")
@@ -847,7 +852,8 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         outputs(step, "04_q1")
 
     def s05(step: dict[str, Any]) -> None:
-        from paperlib import experiments, readings
+        from paperlib.evaluate import experiments
+        from paperlib.report import readings
 
         pipeline.require_inputs("05_q2", "paper")
         P = profiles.effective_profile("paper")
@@ -858,7 +864,8 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         outputs(step, "05_q2")
 
     def s06(step: dict[str, Any]) -> None:
-        from paperlib import published, timing
+        from paperlib.report import published
+        from paperlib.evaluate import timing
 
         pipeline.require_inputs("06_q3", "paper")
         P = profiles.effective_profile("paper")

@@ -50,7 +50,7 @@ measurement of the machine that ran 06.
 01 (:mod:`paperlib.sources`).
 
 The run store (one directory per trained network: snapshots, checkpoints, cached
-centralities) is :mod:`paperlib.store`; it writes with the same primitives. The paper's own
+centralities) is :mod:`paperlib.train.store`; it writes with the same primitives. The paper's own
 numbers, transcribed, are read by :func:`read_published`.
 """
 
@@ -316,7 +316,7 @@ def result_path(profile: Any, name: str) -> Path:
 
 
 def _writer_hint(name: str) -> str:
-    from .pipeline import STEPS
+    from .pipeline.runner import STEPS
 
     writers = [s.name for s in STEPS if f"results/{{profile}}/{name}" in s.outputs]
     return f"; run notebook {writers[0]} first" if writers else ""

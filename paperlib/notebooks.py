@@ -161,7 +161,7 @@ def _join(items: list[str]) -> str:
 
 def header_block(step_name: str) -> str:
     """The generated part of the first Markdown cell of ``step_name``: what it reads, what it rewrites."""
-    from .pipeline import STEPS, _producer, get_step
+    from .pipeline.runner import STEPS, _producer, get_step
 
     step = get_step(step_name)
     reads = []
@@ -204,7 +204,7 @@ def notebook_files(root: Path | None = None) -> list[Path]:
 
 def write_headers(names: Iterable[str] | None = None) -> list[Path]:
     """Regenerate the header block of every notebook (and write it in its committed form); returns those changed."""
-    from .pipeline import STEP_NAMES, notebook_path
+    from .pipeline.runner import STEP_NAMES, notebook_path
 
     changed = []
     for name in names or STEP_NAMES:
@@ -222,7 +222,7 @@ def write_headers(names: Iterable[str] | None = None) -> list[Path]:
 
 def header_problems() -> list[str]:
     """The notebooks whose first Markdown cell does not end with the current generated block."""
-    from .pipeline import STEP_NAMES, notebook_path
+    from .pipeline.runner import STEP_NAMES, notebook_path
 
     out = []
     for name in STEP_NAMES:

@@ -66,7 +66,7 @@ class Population:
     """One architecture on one dataset, trained over a hyperparameter grid."""
 
     arch: str  # display name, unique within a profile: "LeNet", "ResNet-20", "LeNet-x2"
-    model: str  # key of paperlib.models.build_model: lenet, alexnet, vgg, resnet_cifar, resnet34, resnet50
+    model: str  # key of paperlib.train.models.build_model: lenet, alexnet, vgg, resnet_cifar, resnet34, resnet50
     dataset: str  # "digits", "cifar10" or "tiny-imagenet"
     threshold: float  # final test accuracy (%) that splits high from low
     grid: Grid
@@ -220,7 +220,7 @@ DEFAULT = Profile(
         Population(arch, model, "digits", 50.0, _DIGIT_GRID, epochs=15, t_max=9, model_kwargs=kw)
         for arch, model, kw in [
             ("LeNet", "lenet", {"width": 1.0}),
-            ("AlexNet", "alexnet", {"width": 0.25, "init": "he"}),  # see paperlib.models: init
+            ("AlexNet", "alexnet", {"width": 0.25, "init": "he"}),  # see paperlib.train.models: init
             ("VGG", "vgg", {"width": 0.25, "init": "he"}),
             ("ResNet-20", "resnet_cifar", {"depth": 20, "width": 0.25}),
             ("ResNet-32", "resnet_cifar", {"depth": 32, "width": 0.25}),

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from paperlib import evaluation, stats
-from paperlib.features import PopulationFeatures
-from paperlib.signatures import TemporalSignature
+from paperlib.evaluate import evaluation, stats
+from paperlib.features.sets import PopulationFeatures
+from paperlib.features.signatures import TemporalSignature
 
 
 def twin_population(n_configs: int = 16, twins: int = 4, dim: int = 4, seed: int = 0):

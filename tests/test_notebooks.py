@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from paperlib import paths
-from paperlib.pipeline import STEP_NAMES, STEPS, declared_parameters
+from paperlib.pipeline.runner import STEP_NAMES, STEPS, declared_parameters
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
 

@@ -105,7 +105,9 @@ def write_tiny_imagenet(root: Path, per_class: int = 33, val_per_class: int = 5)
 
 _TRAIN = """
 import pandas as pd
-from paperlib import files, paths, profiles, tables, train
+from paperlib import files, paths, profiles
+from paperlib.report import tables
+from paperlib.train import trainer as train
 overrides = profiles.save_overrides("paper", {shrink!r})
 P = profiles.get_profile("paper", **overrides)
 few = {few!r}
@@ -135,7 +137,7 @@ def paper_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
 
 
 def test_shrunk_paper_profile_keeps_its_architectures_and_grid():
-    from paperlib import train
+    from paperlib.train import trainer as train
 
     paper = get_profile("paper")
     shrunk = get_profile("paper", **{k: (tuple(v) if isinstance(v, list) else v) for k, v in SHRINK.items()})
@@ -209,7 +211,7 @@ def test_paper_profile_end_to_end_on_generated_files(paper_root):
 def test_every_paper_architecture_trains_from_the_generated_files(tmp_path, monkeypatch):
     """The part of the end-to-end run that always runs: one network of every paper population,
     at full width, one epoch on 16 images read from the generated CIFAR-10 and Tiny-ImageNet files."""
-    from paperlib import train
+    from paperlib.train import trainer as train
 
     write_cifar10(tmp_path / "data", per_batch=4, test=20)
     write_tiny_imagenet(tmp_path / "data", per_class=1, val_per_class=1)

@@ -23,8 +23,9 @@ import pandas as pd
 import pytest
 
 from conftest import make_root, pipeline_env, run_pipeline, write_result
-from paperlib import paths, pipeline
-from paperlib.pipeline import (
+from paperlib import paths
+from paperlib.pipeline import runner as pipeline
+from paperlib.pipeline.runner import (
     PARAMETERS, STEPS, MissingInputError, ParameterError, check_inputs, coerce, declared_parameters,
     preflight, read_manifest, require_inputs, resolve_parameters,
 )
@@ -378,9 +379,9 @@ def _no_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_paper_profile_without_its_datasets_exits_2_before_any_kernel(bare_root, in_root, tmp_path, monkeypatch,
                                                                       capsys):
-    """No dataset under PAPERLIB_DATA: the runner stops in its preflight with paperlib.data's messages,
+    """No dataset under PAPERLIB_DATA: the runner stops in its preflight with paperlib.train.data's messages,
     naming both folders, and writes nothing (no manifest)."""
-    from paperlib import data
+    from paperlib.train import data
 
     in_root(bare_root)
     empty = paths.ensure(tmp_path / "no-data")
@@ -393,7 +394,7 @@ def test_paper_profile_without_its_datasets_exits_2_before_any_kernel(bare_root,
     assert str(empty / "cifar-10-batches-py") in err and str(empty / "tiny-imagenet-200") in err
     with pytest.raises(data.DatasetNotFoundError) as info:
         data.load_dataset("cifar10", 32)
-    assert str(info.value) in err, "not paperlib.data's own message"
+    assert str(info.value) in err, "not paperlib.train.data's own message"
     assert "01_train" in err and "Nothing was written" in err
     assert _tree(bare_root) == before
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from paperlib.predictor import RunPredictor
-from paperlib.pruning import (SearchData, cross_fit_proba, halving_decisions, median_decisions, search_outcome,
+from paperlib.stopping.predictor import RunPredictor
+from paperlib.stopping.pruning import (SearchData, cross_fit_proba, halving_decisions, median_decisions, search_outcome,
                               simulate, summarise, threshold_decisions)
 
 from conftest import write_result
@@ -165,7 +165,8 @@ def test_cross_fitting_never_scores_a_network_or_its_twin_with_a_predictor_fitte
 def test_population_study_table_and_figure(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from paperlib import paths, pruning
+    from paperlib import paths
+    from paperlib.stopping import pruning
 
     rng = np.random.default_rng(0)
     n, T = 24, 4

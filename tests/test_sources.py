@@ -17,11 +17,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from paperlib import data, files, models, paths
+from paperlib.train import data, models
+from paperlib import files, paths
 from paperlib.graph import rolled_graph
 from paperlib.sources import core, importer, profile_file, smallcnnzoo
 from paperlib.sources.models import SmallCNN, ZooCNN
-from paperlib.store import Run
+from paperlib.train.store import Run
 
 from conftest import make_root
 
@@ -263,7 +264,7 @@ def _check_graphs(name: str, originals: dict, build, shape) -> pd.DataFrame:
         run = Run(paths.runs_dir(name) / row.key)
         spec = run.spec
         states = originals[build(row, spec)]
-        from paperlib.train import load_model
+        from paperlib.train.trainer import load_model
 
         for e in run.snapshot_epochs():
             imported = load_model(run, e)
@@ -287,7 +288,7 @@ def test_own_runs_import_and_graphs(own_runs, in_root):
     run = Run(paths.runs_dir("own-t") / key)
     net = models.build_model("lenet", 10, 1, 16, width=1.0 if runs["arch"].iloc[0] == "LeNet" else 2.0, init="he")
     net.load_state_dict(originals[(runs["arch"].iloc[0], run.spec["source_run"])][2])
-    from paperlib.train import load_model
+    from paperlib.train.trainer import load_model
 
     _adjacency_equal(load_model(run, 2), net, (1, 16, 16))
     again = importer.import_profile("own-t")  # unchanged networks are not rewritten
@@ -341,7 +342,7 @@ def test_ragged_and_nonfinite_runs_are_decided_not_filled(own_runs, in_root, tmp
     assert runs.loc["run1", "epochs_trained"] == 1 and not runs.loc["run1", "diverged"]
     assert runs.loc["run2", "diverged"] and runs.loc["run2", "diverged_epoch"] == 3
     assert runs.loc["run0", "epochs_trained"] == EPOCHS
-    from paperlib.features import PopulationFeatures  # the horizon the evaluation applies
+    from paperlib.features.sets import PopulationFeatures  # the horizon the evaluation applies
 
     feats = PopulationFeatures("LeNet", "digits16", runs.index.to_numpy(), runs["final_acc"].to_numpy(),
                                runs["diverged"].to_numpy(), runs["epochs_trained"].to_numpy(), 30.0, 3, {}, {},
@@ -508,7 +509,7 @@ feature_sets = ["deg", "evec", "B_Wl", "B_What", "B_Wprime", "learning-curve"]
 
 
 def test_the_runner_selects_01_import_for_a_profile_file(in_root, tmp_path, monkeypatch):
-    from paperlib import pipeline
+    from paperlib.pipeline import runner as pipeline
 
     monkeypatch.delenv("PAPERLIB_PROFILES", raising=False)
     path = tmp_path / "elsewhere.toml"

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from paperlib import figures, files, paths, published, readings, render, tables, timing
+from paperlib.report import figures, published, readings, render, tables
+from paperlib import files, paths
+from paperlib.evaluate import timing
 from paperlib.profiles import get_profile
 
 from conftest import synthetic_q1, synthetic_q2, synthetic_runs, write_result
@@ -232,7 +234,8 @@ def test_missing_input_names_the_notebook(tmp_results):
 
 
 def test_time_snapshot_on_a_real_network():
-    from paperlib import graph, models
+    from paperlib import graph
+    from paperlib.train import models
 
     model = models.build_model("lenet", num_classes=10, in_channels=1, image_size=16, width=0.25).eval()
     out = timing.time_snapshot(model, (1, 16, 16), repeats=2)
@@ -252,7 +255,8 @@ def test_fig1_draws_every_node_of_the_rolled_graph(tmp_results):
     fig = figures.fig1("smoke")
     _check_png(paths.figures_dir("smoke") / "fig1.png")
     ax = fig.axes[0]
-    from paperlib import data, graph, models
+    from paperlib.train import data, models
+    from paperlib import graph
 
     model = models.build_model("lenet", num_classes=10, in_channels=data.DATASETS["digits"].in_channels,
                                image_size=16, width=0.25)

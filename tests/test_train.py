@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from paperlib import kernels, data, paths, train
+from paperlib import kernels, paths
+from paperlib.train import data, trainer as train
 from paperlib.profiles import Grid, Population, get_profile
-from paperlib.store import CorruptFileError, RunStore, spec_key
+from paperlib.train.store import CorruptFileError, RunStore, spec_key
 
 
 def tiny_spec(**over) -> dict:
@@ -269,7 +270,7 @@ def test_meta_records_the_environment(tmp_path):
 _SUBPROCESS = """
 import os, sys, json, torch
 torch.set_num_threads(int(sys.argv[2]))
-from paperlib import train
+from paperlib.train import trainer as train
 meta = train.train_run(sys.argv[1], json.loads(sys.argv[3]))
 print(json.dumps({"threads_after": torch.get_num_threads(), "in_run": meta["threads"]}))
 """

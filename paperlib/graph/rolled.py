@@ -275,7 +275,7 @@ def stack_rolled(graphs: Sequence[RolledGraph]):
     Returns a function mapping ``X`` of shape ``(len(graphs), n)`` to the rows
     ``A_s @ X[s]``: batched matrix products on the stacked dense blocks, one block-diagonal
     sparse product per sparse block; pass it to
-    :func:`paperlib.centrality.eigenvector_centrality_batch`.
+    :func:`paperlib.graph.centrality.eigenvector_centrality_batch`.
     """
     g0 = graphs[0]
     if any(len(g.groups) != len(g0.groups) or g.n != g0.n for g in graphs):

@@ -1,6 +1,6 @@
 """The public zoos' architectures as models of ours, and how an imported run's module is built.
 
-The names below extend :func:`paperlib.models.build_model` (which falls back to
+The names below extend :func:`paperlib.train.models.build_model` (which falls back to
 :func:`build_imported` for a name it does not know), so the run store of an imported population
 builds its modules the way a trained one does.
 
@@ -138,7 +138,7 @@ def resolve(model: str) -> str:
 
     Raises ValueError naming the model when it is none of them.
     """
-    from .. import models
+    from ..train import models
 
     if model in ZOO_MODELS:
         return "zoo"
@@ -162,7 +162,7 @@ def build_imported(model: str, num_classes: int, in_channels: int, image_size: i
         return ZOO_MODELS[model](num_classes=num_classes, in_channels=in_channels, image_size=image_size,
                                  dropout=dropout, **model_kwargs)
     if kind == "paperlib":
-        from .. import models
+        from ..train import models
 
         return models.build_model(model, num_classes, in_channels, image_size, dropout=dropout, **model_kwargs)
     if kind == "torchvision":

@@ -31,7 +31,7 @@ reads a checkpoint; the importer (:mod:`paperlib.sources.importer`) does that.
     n_folds = 5
 
 Per population, with defaults by source: ``model`` and ``model_kwargs`` (a name that
-:func:`paperlib.models.build_model` knows, a zoo model of :mod:`paperlib.sources.models`, a
+:func:`paperlib.train.models.build_model` knows, a zoo model of :mod:`paperlib.sources.models`, a
 torchvision model or ``package.module:function``), ``in_channels``, ``num_classes``,
 ``image_size``, ``epochs`` (the last epoch the source trained), ``group`` (``"configuration"``:
 networks that share every hyperparameter but the seed stay in one fold, the default; ``"run"``:

@@ -50,12 +50,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import files, paths
-from .files import Q3_COLUMNS, update_metrics
-from .profiles import Population, Profile
-from .profiles import as_profile
-from .store import RunStore
-from .tables import aggregate_q1
+from .. import files, paths
+from ..files import Q3_COLUMNS, update_metrics
+from ..profiles import Population, Profile
+from ..profiles import as_profile
+from ..train.store import RunStore
+from ..report.tables import aggregate_q1
 
 
 def _is_diverged(runs: pd.DataFrame) -> pd.Series:
@@ -139,12 +139,13 @@ def time_snapshot(model: Any, input_shape: tuple[int, ...], repeats: int = 3, ex
     building the graph from the traced plan: the rolled adjacency, the unrolled operator, or
     the explicit unrolled matrix (``materialize()``, with ``explicit_max_bytes``, default: the
     graph module's own cap; a graph that does not fit leaves the explicit columns empty and
-    says why in ``unrolled_explicit_note``). S2 is :func:`paperlib.centrality.weighted_degree`
-    plus :func:`paperlib.centrality.eigenvector_centrality`. Each measurement is repeated up to
+    says why in ``unrolled_explicit_note``). S2 is :func:`paperlib.graph.centrality.weighted_degree`
+    plus :func:`paperlib.graph.centrality.eigenvector_centrality`. Each measurement is repeated up to
     ``repeats`` times, fewer once it has taken ``max_seconds`` (the ``*_runs`` columns count
     them), after one untimed warm-up of the rolled chain.
     """
-    from . import centrality, graph
+    from ..graph import centrality
+    from .. import graph
 
     deg, evec = centrality.weighted_degree, centrality.eigenvector_centrality
     warm = graph.GraphPlan(model, input_shape).rolled(model).adjacency  # imports, caches: not timed
@@ -225,7 +226,7 @@ def load_q3_snapshot(p: Profile, pop: Population) -> tuple[Any, str, int]:
     Raises FileNotFoundError (naming the step that writes the file) when it is missing, and
     ValueError when it is not a snapshot of the population's architecture.
     """
-    from . import train
+    from ..train import trainer as train
 
     path = files.q3_snapshot_path(p, pop.arch)
     obj = files.read_q3_snapshot(path)
@@ -242,7 +243,7 @@ def load_q3_snapshot(p: Profile, pop: Population) -> tuple[Any, str, int]:
 
 
 def _input_shape(p: Profile, pop: Population) -> tuple[int, int, int]:
-    from . import data
+    from ..train import data
 
     side = p.image_size[pop.dataset]
     return (int(data.DATASETS[pop.dataset].in_channels), side, side)

@@ -9,7 +9,7 @@ of ``ts`` and every seed of ``seeds``:
 The protocol, stated once:
 
 * **Information horizon.** At ``t`` only the networks alive at ``t``
-  (:meth:`paperlib.features.PopulationFeatures.alive`) are used, for training and for
+  (:meth:`paperlib.features.sets.PopulationFeatures.alive`) are used, for training and for
   testing; the others (diverged at or before ``t``, stopped before ``t``) were decided
   before ``t`` and are counted in ``n_decided``.
 * **Grouped folds.** Networks of one configuration (every hyperparameter but the seed,
@@ -40,7 +40,7 @@ The protocol, stated once:
   larger class), ``single_class`` (the pooled predictions hold one class only: a constant
   predictor, never a result), the Spearman correlation between the classifier's score and
   the final accuracy, ``n_decided``, and the per-fold accuracies that the paired test of
-  :mod:`paperlib.stats` needs.
+  :mod:`paperlib.evaluate.stats` needs.
 
 The fast path (:func:`tune_and_fit`) computes, per inner split, the scaled features and
 their squared distances once and the RBF kernel once per ``gamma``, and fits
@@ -70,8 +70,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
-from . import kernels
-from .features import PopulationFeatures, feature_set
+from .. import kernels
+from ..features.sets import PopulationFeatures, feature_set
 
 try:  # the routine SVC itself calls; see _BinarySVC
     from sklearn.svm import _libsvm
@@ -79,7 +79,7 @@ try:  # the routine SVC itself calls; see _BinarySVC
     _libsvm.set_verbosity_wrap(0)
 except (ImportError, AttributeError):  # pragma: no cover - another scikit-learn layout
     _libsvm = None
-from .signatures import SnapshotAt, TemporalSignature
+from ..features.signatures import SnapshotAt, TemporalSignature
 
 INNER_FOLDS = 3
 SVM_C: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
@@ -164,7 +164,7 @@ def grouped_splits(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) 
 
     The splits depend on the labels, groups and seed only (never on the features), so every
     feature set, mode and classifier evaluated on the same networks shares them: that makes the
-    paired comparisons of :mod:`paperlib.stats` paired, and saves recomputing them.
+    paired comparisons of :mod:`paperlib.evaluate.stats` paired, and saves recomputing them.
     """
     y, groups = np.asarray(y, dtype=int), np.asarray(groups)
     key = (n_splits, seed, y.tobytes(), groups.astype(np.int64).tobytes())
@@ -588,7 +588,7 @@ def run_tasks(tasks: Sequence[Task], n_jobs: int = 2, desc: str = "tasks") -> li
     """Run tasks (longest first) in ``n_jobs`` worker processes; rows in no particular order."""
     from joblib import Parallel, delayed
 
-    from .progress import Progress
+    from ..progress import Progress
 
     tasks = sorted(tasks, key=lambda task: -task.cost)
     out: list[dict[str, Any]] = []

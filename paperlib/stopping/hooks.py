@@ -1,12 +1,12 @@
 """Stop bad runs in your own training: a plain PyTorch hook, a Lightning callback, an Optuna pruner.
 
-All three ask a fitted :class:`paperlib.predictor.RunPredictor` after every epoch for the
+All three ask a fitted :class:`paperlib.stopping.predictor.RunPredictor` after every epoch for the
 probability that the run ends "high" and stop it when that probability is below
 ``stop_below``. They read, per epoch, what the predictor was fitted on:
 
-* ``deg`` / ``evec``: the five-number signature (:func:`paperlib.signatures.aggregate_rows`) of
+* ``deg`` / ``evec``: the five-number signature (:func:`paperlib.features.signatures.aggregate_rows`) of
   the weighted degree / eigenvector centrality of the model's rolled graph, computed exactly as
-  the pipeline computes them from a snapshot (:mod:`paperlib.temporal`: ``GraphPlan.rolled``,
+  the pipeline computes them from a snapshot (:mod:`paperlib.graph.temporal`: ``GraphPlan.rolled``,
   ``stack_rolled``, ``eigenvector_centrality_batch``), so that a live model at epoch ``e`` has the
   features of its snapshot of epoch ``e``;
 * ``learning-curve``: the test accuracy after the epoch, **in percent** (0-100), as the
@@ -44,7 +44,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .predictor import RunPredictor
-from .signatures import aggregate_rows
+from ..features.signatures import aggregate_rows
 
 GRAPH_SETS = {"deg", "evec"}
 #: user attribute of an Optuna trial holding the features of one epoch (``<prefix><epoch>``)
@@ -71,8 +71,9 @@ class GraphFeatures:
         """``{"deg", "evec", "finite"}`` of ``model`` (any device; read on the CPU)."""
         import torch
 
-        from . import centrality, graph
-        from .temporal import _NCV
+        from ..graph import centrality
+        from .. import graph
+        from ..graph.temporal import _NCV
 
         if any(p.device.type != "cpu" for p in model.parameters()):
             model = copy.deepcopy(model).to("cpu")
@@ -95,7 +96,7 @@ def _with_flag(values: np.ndarray, width: int) -> np.ndarray:
         return values
     if width == len(values) + 1:
         return np.append(values, 0.0)
-    raise ValueError(f"paperlib.hooks: a per-epoch vector of {len(values)} value(s) does not fit width {width}")
+    raise ValueError(f"paperlib.stopping.hooks: a per-epoch vector of {len(values)} value(s) does not fit width {width}")
 
 
 def epoch_features(predictor: RunPredictor, model=None, test_acc: float | None = None,
@@ -110,7 +111,7 @@ def epoch_features(predictor: RunPredictor, model=None, test_acc: float | None =
     for name, width in zip(predictor.feature_sets, predictor.widths):
         if name in GRAPH_SETS:
             if model is None:
-                raise ValueError(f"paperlib.hooks: feature set {name!r} needs the model")
+                raise ValueError(f"paperlib.stopping.hooks: feature set {name!r} needs the model")
             if cent is None:
                 graph = graph or GraphFeatures(predictor.input_shape)
                 cent = graph.centralities(model)
@@ -120,14 +121,14 @@ def epoch_features(predictor: RunPredictor, model=None, test_acc: float | None =
             parts.append(_with_flag(sig, int(width)) if np.isfinite(sig).all() else np.full(int(width), np.nan))
         elif name == "learning-curve":
             if test_acc is None:
-                raise ValueError("paperlib.hooks: feature set 'learning-curve' needs the test accuracy (percent)")
+                raise ValueError("paperlib.stopping.hooks: feature set 'learning-curve' needs the test accuracy (percent)")
             acc = float(test_acc)
             if math.isfinite(acc) and not 0.0 <= acc <= 100.0:
-                raise ValueError(f"paperlib.hooks: test accuracy {acc} is not a percentage in [0, 100]")
+                raise ValueError(f"paperlib.stopping.hooks: test accuracy {acc} is not a percentage in [0, 100]")
             v = np.array([acc])
             parts.append(_with_flag(v, int(width)) if math.isfinite(acc) else np.full(int(width), np.nan))
         else:
-            raise ValueError(f"paperlib.hooks: feature set {name!r} cannot be computed from a live run; "
+            raise ValueError(f"paperlib.stopping.hooks: feature set {name!r} cannot be computed from a live run; "
                              f"supported: {sorted(GRAPH_SETS | {'learning-curve'})}")
     return np.concatenate(parts)
 
@@ -147,7 +148,7 @@ def _decide(predictor: RunPredictor, rows: dict[int, np.ndarray], epoch: int, st
     first = 0 if predictor.include_epoch0 else 1
     missing = [e for e in range(first, epoch + 1) if e not in rows]
     if missing:
-        raise ValueError(f"paperlib.hooks: no features for epoch(s) {missing}; report every epoch from {first}")
+        raise ValueError(f"paperlib.stopping.hooks: no features for epoch(s) {missing}; report every epoch from {first}")
     p = float(predictor.proba_high_at(A, epoch)[0])
     if p < stop_below:
         return True, p, f"epoch {epoch}: P(high) = {p:.3f} < {stop_below}"
@@ -156,10 +157,10 @@ def _decide(predictor: RunPredictor, rows: dict[int, np.ndarray], epoch: int, st
 
 def _check_predictor(predictor: Any, stop_below: float) -> None:
     if not isinstance(predictor, RunPredictor) or not hasattr(predictor, "ts_"):
-        raise TypeError("paperlib.hooks: expected a fitted paperlib.predictor.RunPredictor, "
+        raise TypeError("paperlib.stopping.hooks: expected a fitted paperlib.stopping.predictor.RunPredictor, "
                         f"got {type(predictor).__name__}")
     if not 0.0 <= stop_below <= 1.0:
-        raise ValueError(f"paperlib.hooks: stop_below must be a probability in [0, 1], got {stop_below}")
+        raise ValueError(f"paperlib.stopping.hooks: stop_below must be a probability in [0, 1], got {stop_below}")
 
 
 # --------------------------------------------------------------------------- plain PyTorch
@@ -169,7 +170,7 @@ class EarlyStopper:
     Parameters
     ----------
     predictor
-        a fitted :class:`~paperlib.predictor.RunPredictor`.
+        a fitted :class:`~paperlib.stopping.predictor.RunPredictor`.
     stop_below
         stop when ``P(high) < stop_below``.
     input_shape
@@ -206,7 +207,7 @@ class EarlyStopper:
         """Record the epoch just trained; return True when the run should stop."""
         epoch = self.epoch + 1 if epoch is None else int(epoch)
         if epoch < 1:
-            raise ValueError(f"paperlib.hooks: epoch must be >= 1 (epoch 0 is start()), got {epoch}")
+            raise ValueError(f"paperlib.stopping.hooks: epoch must be >= 1 (epoch 0 is start()), got {epoch}")
         self.epoch = epoch
         if epoch > int(self.predictor.ts_.max()):  # past the last model: the run's own stopping rules
             if test_acc is not None and not math.isfinite(float(test_acc)):
@@ -231,7 +232,7 @@ def _lightning_class():
     try:
         from lightning.pytorch.callbacks import Callback
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("paperlib.hooks.LightningEarlyStopping needs PyTorch Lightning: "
+        raise ImportError("paperlib.stopping.hooks.LightningEarlyStopping needs PyTorch Lightning: "
                           "pip install 'paperlib[lightning]' (or pip install lightning)") from exc
 
     class LightningEarlyStopping(Callback):
@@ -240,7 +241,7 @@ def _lightning_class():
         Parameters
         ----------
         predictor
-            a fitted :class:`~paperlib.predictor.RunPredictor`.
+            a fitted :class:`~paperlib.stopping.predictor.RunPredictor`.
         monitor
             the logged test/validation accuracy (``self.log(monitor, ...)`` in the module).
         stop_below
@@ -269,7 +270,7 @@ def _lightning_class():
             if self.monitor in trainer.callback_metrics:
                 acc = float(trainer.callback_metrics[self.monitor]) * self.acc_scale
             elif needs_acc:
-                raise KeyError(f"paperlib.hooks: metric {self.monitor!r} was not logged; logged: "
+                raise KeyError(f"paperlib.stopping.hooks: metric {self.monitor!r} was not logged; logged: "
                                f"{sorted(trainer.callback_metrics)}")
             model = getattr(pl_module, self.model_attr) if self.model_attr else pl_module
             if self.stopper.step(model, acc, epoch=trainer.current_epoch + 1):
@@ -283,7 +284,7 @@ def _optuna_base():
     try:
         from optuna.pruners import BasePruner
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("paperlib.hooks.GraphSignaturePruner needs Optuna: "
+        raise ImportError("paperlib.stopping.hooks.GraphSignaturePruner needs Optuna: "
                           "pip install 'paperlib[optuna]' (or pip install optuna)") from exc
     return BasePruner
 
@@ -336,7 +337,7 @@ def _pruner_class():
                 if graph:
                     key = f"{TRIAL_ATTR_PREFIX}{int(step)}"
                     if key not in trial.user_attrs:
-                        raise KeyError(f"paperlib.hooks: trial {trial.number} has no graph features for step "
+                        raise KeyError(f"paperlib.stopping.hooks: trial {trial.number} has no graph features for step "
                                        f"{step}; report with GraphSignaturePruner.report(trial, model, acc, epoch)")
                     rows[int(step)] = np.asarray(trial.user_attrs[key], dtype=np.float64)
                 else:
@@ -363,4 +364,4 @@ def __getattr__(name: str):
         if name not in _CACHE:
             _CACHE[name] = _LAZY[name]()
         return _CACHE[name]
-    raise AttributeError(f"module 'paperlib.hooks' has no attribute {name!r}")
+    raise AttributeError(f"module 'paperlib.stopping.hooks' has no attribute {name!r}")

@@ -22,8 +22,8 @@ import seaborn as sns
 from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 
-from . import files, paths
-from .profiles import Profile, as_profile
+from .. import files, paths
+from ..profiles import Profile, as_profile
 from .render import CLASSIFIER_LABELS, DATASET_LABELS
 from .tables import aggregate_q1, missing_archs
 
@@ -142,7 +142,8 @@ def fig1(profile: Profile | str, width: float = 0.25, seed: int = 0) -> plt.Figu
     """
     import torch
 
-    from . import data, graph, models
+    from ..train import data, models
+    from .. import graph
 
     p = as_profile(profile)
     dataset = p.populations[0].dataset

@@ -4,10 +4,10 @@ A *run* is one network trained from one specification (:func:`run_spec`): datase
 size, model and its keyword arguments, learning rate, dropout, seed, optimizer, batch size,
 maximum epochs, patience, burn-in, device, precision, threads, the CPU kernels' instruction-set
 class (:func:`paperlib.kernels.isa_class`) and :data:`TRAIN_VERSION`. The
-specification is profile-independent and hashed by :func:`paperlib.store.spec_key` into the
+specification is profile-independent and hashed by :func:`paperlib.train.store.spec_key` into the
 run's directory name, so the same network is never trained twice, and stores of several machines
 merge by copying directories without mixing runs whose numbers could differ (device, precision
-and kernel class are in the key; see :mod:`paperlib.device` and :mod:`paperlib.kernels`).
+and kernel class are in the key; see :mod:`paperlib.train.device` and :mod:`paperlib.kernels`).
 
 :func:`train_run` trains one network, deterministically and bit-identically whatever the machine:
 inside the run, torch uses ``spec["threads"]`` intra-op threads (1 in every profile) whatever
@@ -15,7 +15,7 @@ the process had, deterministic algorithms, the pinned CPU kernels (:mod:`paperli
 checked before the run starts), ``torch.manual_seed(seed)`` before building the model
 (on the CPU, so the initial weights are the same on every device), and a ``torch.Generator``
 seeded with ``seed`` on the training device for the shuffling and the augmentation. The data are
-one tensor per split on the device (:func:`paperlib.data.load_tensors`), augmented and normalised
+one tensor per split on the device (:func:`paperlib.train.data.load_tensors`), augmented and normalised
 there as in the authors' code (random crop with 4-pixel padding and horizontal flip for CIFAR-10
 and Tiny-ImageNet; their normalisation ``(0.5, 0.5, 0.5), (0.5, 0.5, 0.5)``), with their optimiser
 (SGD momentum 0.9, or Adam), batch size and schedule (constant learning rate). It writes
@@ -73,10 +73,11 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from . import __version__, data, device as dev, files, kernels, paths
+from .. import __version__, files, kernels, paths
+from . import data, device as dev
 from .models import build_model
-from .profiles import Population, Profile
-from .files import RUN_COLUMNS
+from ..profiles import Population, Profile
+from ..files import RUN_COLUMNS
 from .store import Run, RunStore, load_tensors, save_tensors
 
 TRAIN_VERSION = 3  # bump when a change to this module changes what a run produces (3: pinned CPU kernels)
@@ -142,7 +143,7 @@ def profile_specs(profile: Profile, networks: int | None = None) -> list[tuple[s
         specs = population_specs(profile, pop)
         if networks is not None and networks < len(specs):
             if networks < 1:
-                raise ValueError(f"paperlib.train: networks={networks} must be >= 1")
+                raise ValueError(f"paperlib.train.trainer: networks={networks} must be >= 1")
             specs = [specs[int(i)] for i in np.unique(np.linspace(0, len(specs) - 1, networks).round())]
         out += [(pop.arch, spec) for spec in specs]
     return out
@@ -153,18 +154,18 @@ def check_spec(spec: dict[str, Any]) -> None:
     missing = [f for f in SPEC_FIELDS if f not in spec]
     extra = sorted(set(spec) - set(SPEC_FIELDS))
     if missing or extra:
-        raise ValueError(f"paperlib.train: run specification has missing fields {missing} / unknown fields "
-                         f"{extra}; build it with paperlib.train.run_spec")
+        raise ValueError(f"paperlib.train.trainer: run specification has missing fields {missing} / unknown fields "
+                         f"{extra}; build it with paperlib.train.trainer.run_spec")
     if spec["device"] not in ("cpu", "cuda"):
-        raise ValueError(f"paperlib.train: spec device={spec['device']!r} must be resolved to 'cpu' or "
-                         "'cuda' (paperlib.device.resolve_device)")
+        raise ValueError(f"paperlib.train.trainer: spec device={spec['device']!r} must be resolved to 'cpu' or "
+                         "'cuda' (paperlib.train.device.resolve_device)")
     dev.check_precision(spec["precision"])
     if spec["isa"] != kernels.isa_class():
-        raise ValueError(f"paperlib.train: spec isa={spec['isa']!r} but this machine's CPU kernels are "
+        raise ValueError(f"paperlib.train.trainer: spec isa={spec['isa']!r} but this machine's CPU kernels are "
                          f"{kernels.isa_class()!r} (paperlib.kernels): its snapshots would not be the ones "
                          "that key promises; train it on a machine of that class")
     if spec["version"] != TRAIN_VERSION:
-        raise ValueError(f"paperlib.train: spec version {spec['version']} is not this trainer's {TRAIN_VERSION}")
+        raise ValueError(f"paperlib.train.trainer: spec version {spec['version']} is not this trainer's {TRAIN_VERSION}")
 
 
 # --------------------------------------------------------------------------- one run
@@ -291,7 +292,7 @@ def train_run(store_root: Path | str, spec: dict[str, Any], *, data_root: Path |
     Parameters
     ----------
     store_root
-        directory of the run store (:class:`paperlib.store.RunStore`).
+        directory of the run store (:class:`paperlib.train.store.RunStore`).
     spec
         the run's specification (:func:`run_spec`).
     data_root
@@ -449,7 +450,7 @@ def executor(engine: str, workers: int, scheduler: str | None = None, *, device:
 
     ``"process"``
         a ``ProcessPoolExecutor`` of ``workers`` processes (forkserver or spawn). On CUDA, each
-        worker claims one GPU when it starts (:func:`paperlib.device.claim_gpu`): every GPU of the
+        worker claims one GPU when it starts (:func:`paperlib.train.device.claim_gpu`): every GPU of the
         machine serves ``runs_per_device`` workers, so several small networks share a GPU.
     ``"dask"``
         ``dask.distributed.Client(scheduler).get_executor()``; without a scheduler address a
@@ -536,7 +537,7 @@ def train_specs(store_root: Path | str, specs: list[tuple[str, dict[str, Any]]],
     parallel runs is :func:`effective_workers`; with one, runs train in this process through the
     same :func:`train_run` (threads fixed inside it, as in a worker).
     """
-    from .progress import Progress
+    from ..progress import Progress
 
     if engine not in ("process", "dask"):
         raise ValueError(f"unknown engine {engine!r}; use 'process' or 'dask'")
@@ -626,7 +627,7 @@ def train_profile(profile: Profile, engine: str = "process", scheduler: str | No
     return df
 
 
-if __name__ == "__main__":  # pragma: no cover - convenience: python -m paperlib.train <profile>
-    from .profiles import get_profile
+if __name__ == "__main__":  # pragma: no cover - convenience: python -m paperlib.train.trainer <profile>
+    from ..profiles import get_profile
 
     train_profile(get_profile(sys.argv[1] if len(sys.argv) > 1 else "default"))

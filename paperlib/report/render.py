@@ -1,8 +1,8 @@
 """Rendering of tables: labels, the printed forms of Tables 1 and 2, Markdown and LaTeX.
 
 Pure formatting: nothing here reads a result file or knows the paper's numbers
-(:mod:`paperlib.tables` builds the tidy frames, :mod:`paperlib.published` sets the paper's
-numbers beside ours, :mod:`paperlib.readings` writes the texts); :func:`write_table_files`
+(:mod:`paperlib.report.tables` builds the tidy frames, :mod:`paperlib.report.published` sets the paper's
+numbers beside ours, :mod:`paperlib.report.readings` writes the texts); :func:`write_table_files`
 hands the three forms of a table to :mod:`paperlib.files`.
 """
 
@@ -14,8 +14,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import files, paths
-from .files import PAIRED_BASELINES, atomic_write_text
+from .. import files, paths
+from ..files import PAIRED_BASELINES, atomic_write_text
 
 
 #: The paper's name of a dataset key.
@@ -368,7 +368,7 @@ def show_table2(profile: Any, t2: pd.DataFrame | None = None):
 
 
 def training_summary(runs: pd.DataFrame):
-    """What a call of :func:`paperlib.train.train_profile` did, per population, for a notebook.
+    """What a call of :func:`paperlib.train.trainer.train_profile` did, per population, for a notebook.
 
     One Markdown line (networks trained, resumed, retrained and skipped; wall time) and a table
     per population with the summed training time of the networks trained this time.

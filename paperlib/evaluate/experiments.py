@@ -1,6 +1,6 @@
 """Q1 and Q2: predicting high/low final accuracy from the first t epochs (step S4).
 
-Both questions run through one evaluator (:mod:`paperlib.evaluation`: tasks, grouped nested
+Both questions run through one evaluator (:mod:`paperlib.evaluate.evaluation`: tasks, grouped nested
 cross-validation, tuned classifiers, read-outs) and one planner (:func:`plan`), which also
 yields the combinations it skips, with their reasons.
 
@@ -12,7 +12,7 @@ yields the combinations it skips, with their reasons.
 Feature sets: the profile's, plus the combined sets ``learning-curve+deg`` and
 ``learning-curve+evec`` (does the graph add anything to the learning curve?) where both
 parts are available; Q2 adds the size-aware signatures ``deg-sa`` and ``evec-sa`` (our
-addition, :mod:`paperlib.features`). A feature set whose width differs between the
+addition, :mod:`paperlib.features.sets`). A feature set whose width differs between the
 populations of a transfer (``B_Wl`` across different last layers) cannot transfer and is
 skipped with that reason.
 
@@ -33,12 +33,12 @@ from typing import Any
 
 import pandas as pd
 
-from . import files
+from .. import files
 from .evaluation import (CLASSIFIERS, ROW_KEYS, Plan, Skip, Task, make_search, protocol as eval_protocol,  # noqa: F401
                          run_tasks, signature_step, usable_ts)
-from .features import COMBINED, SIZE_AWARE_SETS, PopulationFeatures, feature_set, load_population
-from .files import Q1_COLUMNS, Q2_COLUMNS, SKIP_COLUMNS, update_metrics
-from .profiles import Profile
+from ..features.sets import COMBINED, SIZE_AWARE_SETS, PopulationFeatures, feature_set, load_population
+from ..files import Q1_COLUMNS, Q2_COLUMNS, SKIP_COLUMNS, update_metrics
+from ..profiles import Profile
 
 N_JOBS = 2
 #: per classifier, the (mode, feature set) pairs evaluated at every t; None: all of them

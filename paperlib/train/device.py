@@ -101,7 +101,7 @@ def run_context(device: str, threads: int) -> Iterator[None]:
     Refuses (:class:`paperlib.kernels.KernelError`) to run when torch or numpy already chose other
     CPU kernels than the pinned ones.
     """
-    from . import kernels
+    from .. import kernels
 
     kernels.check("training")
     if device == "cuda":

@@ -2,7 +2,7 @@
 
 :class:`RunPredictor` turns the paper's question (will this network end above the threshold?)
 into a tool that can stop training. It reads the per-epoch features of
-:mod:`paperlib.features` (graph signatures ``deg`` and ``evec`` of the rolled graph, the
+:mod:`paperlib.features.sets` (graph signatures ``deg`` and ``evec`` of the rolled graph, the
 ``learning-curve``, or several of them side by side) for epochs ``0..t`` and returns
 ``P(high)`` with the model fitted for that ``t``. One model is fitted per epoch ``t`` in
 ``t_min..t_max``, so the same object answers after every epoch of a run.
@@ -13,10 +13,10 @@ Choices stated here once:
   ``(n_runs, n_epochs * width)``): the per-epoch vectors of the feature sets in
   ``feature_sets``, concatenated in that order (``widths`` gives each one's width, as
   :meth:`PopulationFeatures.width`). :func:`population_array` builds it from cached features,
-  :func:`paperlib.hooks.epoch_features` from a live model.
+  :func:`paperlib.stopping.hooks.epoch_features` from a live model.
 * **Which epochs.** The model of ``t`` reads epochs ``1..t`` (``0..t`` with
-  ``include_epoch0=True``), smoothed by the temporal mode of :mod:`paperlib.signatures`
-  (:func:`~paperlib.signatures.smooth`, the computation of ``TemporalSignature``).
+  ``include_epoch0=True``), smoothed by the temporal mode of :mod:`paperlib.features.signatures`
+  (:func:`~paperlib.features.signatures.smooth`, the computation of ``TemporalSignature``).
   ``predict_proba`` takes ``t`` from the input: the features of epochs ``0..t`` give the
   prediction at ``t``; past ``t_max`` the model of ``t_max`` is used on epochs up to ``t_max``.
 * **Classifier.** A standardisation (mean, standard deviation of the training runs; a
@@ -32,7 +32,7 @@ Choices stated here once:
 * **A class missing.** When the training runs at ``t`` are all of one class, the model of ``t``
   predicts that class's share (0 or 1) for every run: the only estimate the data allow.
 * **Non-finite features.** A run whose used features are not finite (a diverged network) gets
-  ``NaN`` probabilities: its fate is already decided (:mod:`paperlib.hooks` stops it).
+  ``NaN`` probabilities: its fate is already decided (:mod:`paperlib.stopping.hooks` stops it).
 
 Example
 -------
@@ -56,8 +56,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from .signatures import MODES, smooth
-from .files import atomic_write_json, load_npz, read_json, save_npz
+from ..features.signatures import MODES, smooth
+from ..files import atomic_write_json, load_npz, read_json, save_npz
 
 #: The three predictors of the early-stopping study: graph signatures, learning curve, both.
 PREDICTOR_KINDS: dict[str, tuple[str, ...]] = {
@@ -74,11 +74,11 @@ def as_array(X: Any, width: int) -> np.ndarray:
     a = np.asarray(X, dtype=np.float64)
     if a.ndim == 2:
         if a.shape[1] % width:
-            raise ValueError(f"paperlib.predictor: X has {a.shape[1]} columns, not a multiple of the "
+            raise ValueError(f"paperlib.stopping.predictor: X has {a.shape[1]} columns, not a multiple of the "
                              f"per-epoch width {width}")
         a = a.reshape(a.shape[0], -1, width)
     if a.ndim != 3 or a.shape[2] != width:
-        raise ValueError(f"paperlib.predictor: expected X of shape (n_runs, n_epochs, {width}) "
+        raise ValueError(f"paperlib.stopping.predictor: expected X of shape (n_runs, n_epochs, {width}) "
                          f"or (n_runs, n_epochs * {width}), got {np.shape(X)}")
     return a
 
@@ -86,12 +86,12 @@ def as_array(X: Any, width: int) -> np.ndarray:
 def population_array(feats: Any, feature_sets: Sequence[str]) -> np.ndarray:
     """The per-epoch features of ``feature_sets`` side by side: ``(n_runs, n_epochs, sum of widths)``.
 
-    ``feats`` is a :class:`paperlib.features.PopulationFeatures` (or anything with ``arrays``).
+    ``feats`` is a :class:`paperlib.features.sets.PopulationFeatures` (or anything with ``arrays``).
     """
     missing = [n for n in feature_sets if n not in feats.arrays]
     if missing:
         why = {n: getattr(feats, "missing", {}).get(n, "not computed") for n in missing}
-        raise KeyError(f"paperlib.predictor: feature set(s) {missing} not available for "
+        raise KeyError(f"paperlib.stopping.predictor: feature set(s) {missing} not available for "
                        f"{getattr(feats, 'arch', 'this population')}: {why}")
     return np.concatenate([np.asarray(feats.arrays[n], dtype=np.float64) for n in feature_sets], axis=2)
 
@@ -108,7 +108,7 @@ class RunPredictor(ClassifierMixin, BaseEstimator):
     t_min, t_max : int, default=1, 9
         The epochs at which a model is fitted (``t_max`` is capped by the epochs in ``X``).
     mode : {"plain", "wavg", "expavg"}, default="plain"
-        Temporal signature mode (:mod:`paperlib.signatures`).
+        Temporal signature mode (:mod:`paperlib.features.signatures`).
     alpha : float, default=0.5
         Smoothing factor of ``expavg``.
     include_epoch0 : bool, default=False
@@ -160,19 +160,19 @@ class RunPredictor(ClassifierMixin, BaseEstimator):
 
     def _check_params(self) -> None:
         if len(tuple(self.feature_sets)) != len(tuple(self.widths)) or not len(tuple(self.widths)):
-            raise ValueError(f"paperlib.predictor: feature_sets {self.feature_sets!r} and widths {self.widths!r} "
+            raise ValueError(f"paperlib.stopping.predictor: feature_sets {self.feature_sets!r} and widths {self.widths!r} "
                              "must have the same (non-zero) length")
         if any(int(w) < 1 for w in self.widths):
-            raise ValueError(f"paperlib.predictor: widths must be positive, got {self.widths!r}")
+            raise ValueError(f"paperlib.stopping.predictor: widths must be positive, got {self.widths!r}")
         if self.mode not in MODES:
-            raise ValueError(f"paperlib.predictor: unknown mode {self.mode!r}; choose one of {MODES}")
+            raise ValueError(f"paperlib.stopping.predictor: unknown mode {self.mode!r}; choose one of {MODES}")
         first = 0 if self.include_epoch0 else 1
         if not (isinstance(self.t_min, (int, np.integer)) and isinstance(self.t_max, (int, np.integer))) \
                 or self.t_min < first or self.t_max < self.t_min:
-            raise ValueError(f"paperlib.predictor: need {first} <= t_min <= t_max, got t_min={self.t_min!r}, "
+            raise ValueError(f"paperlib.stopping.predictor: need {first} <= t_min <= t_max, got t_min={self.t_min!r}, "
                              f"t_max={self.t_max!r}")
         if not self.C > 0:
-            raise ValueError(f"paperlib.predictor: C must be positive, got {self.C!r}")
+            raise ValueError(f"paperlib.stopping.predictor: C must be positive, got {self.C!r}")
 
     def _first(self) -> int:
         return 0 if self.include_epoch0 else 1
@@ -199,16 +199,16 @@ class RunPredictor(ClassifierMixin, BaseEstimator):
         A = as_array(X, self.width)
         y = np.asarray(y)
         if y.shape != (A.shape[0],) or not np.isin(y, (0, 1)).all():
-            raise ValueError(f"paperlib.predictor: y must be {A.shape[0]} labels in {{0, 1}}, got shape {y.shape}")
+            raise ValueError(f"paperlib.stopping.predictor: y must be {A.shape[0]} labels in {{0, 1}}, got shape {y.shape}")
         y = y.astype(int)
         t_hi = min(int(self.t_max), A.shape[1] - 1)
         if t_hi < self.t_min:
-            raise ValueError(f"paperlib.predictor: X has epochs 0..{A.shape[1] - 1}; t_min={self.t_min} "
+            raise ValueError(f"paperlib.stopping.predictor: X has epochs 0..{A.shape[1] - 1}; t_min={self.t_min} "
                              "needs more")
         if alive is not None:
             alive = np.asarray(alive, dtype=bool)
             if alive.shape[0] != A.shape[0] or alive.ndim != 2 or alive.shape[1] < t_hi + 1:
-                raise ValueError(f"paperlib.predictor: alive must be (n_runs, >= {t_hi + 1}) booleans, "
+                raise ValueError(f"paperlib.stopping.predictor: alive must be (n_runs, >= {t_hi + 1}) booleans, "
                                  f"got shape {alive.shape}")
         ts, coefs, means, scales, icpt, const, n_fit, n_high = [], [], [], [], [], [], [], []
         for t in range(int(self.t_min), t_hi + 1):
@@ -218,7 +218,7 @@ class RunPredictor(ClassifierMixin, BaseEstimator):
                 rows &= alive[:, t]
             Zt, yt = Z[rows], y[rows]
             if len(yt) == 0:
-                raise ValueError(f"paperlib.predictor: no run with finite features is alive at t={t}")
+                raise ValueError(f"paperlib.stopping.predictor: no run with finite features is alive at t={t}")
             mean = Zt.mean(axis=0)
             scale = Zt.std(axis=0)
             scale = np.where(scale > 0, scale, 1.0)
@@ -254,9 +254,9 @@ class RunPredictor(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "ts_")
         A = as_array(X, self.width)
         if t not in set(self.ts_.tolist()):
-            raise ValueError(f"paperlib.predictor: no model for t={t}; fitted epochs are {self.ts_.tolist()}")
+            raise ValueError(f"paperlib.stopping.predictor: no model for t={t}; fitted epochs are {self.ts_.tolist()}")
         if A.shape[1] < t + 1:
-            raise ValueError(f"paperlib.predictor: t={t} needs epochs 0..{t}, X has 0..{A.shape[1] - 1}")
+            raise ValueError(f"paperlib.stopping.predictor: t={t} needs epochs 0..{t}, X has 0..{A.shape[1] - 1}")
         i = int(np.searchsorted(self.ts_, t))
         Z = self.signature(A, t)
         ok = np.isfinite(Z).all(axis=1)
@@ -272,7 +272,7 @@ class RunPredictor(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "ts_")
         t = min(n_epochs - 1, int(self.ts_.max()))
         if t < self.ts_.min():
-            raise ValueError(f"paperlib.predictor: the input has epochs 0..{n_epochs - 1}; the first model "
+            raise ValueError(f"paperlib.stopping.predictor: the input has epochs 0..{n_epochs - 1}; the first model "
                              f"needs epochs 0..{int(self.ts_.min())}")
         return t
 
@@ -313,7 +313,7 @@ class RunPredictor(ClassifierMixin, BaseEstimator):
         base = base.with_suffix("") if base.suffix in (".json", ".npz") else base
         js, npz = base.parent / (base.name + ".json"), base.parent / (base.name + ".npz")
         if not js.exists() or not npz.exists():
-            raise FileNotFoundError(f"paperlib.predictor: {js} and {npz} are both needed; "
+            raise FileNotFoundError(f"paperlib.stopping.predictor: {js} and {npz} are both needed; "
                                     "the early-stopping notebook (07_early_stopping) writes them")
         meta = read_json(js)
         if meta.get("format") != "paperlib.RunPredictor" or meta.get("version") != FORMAT_VERSION:
@@ -341,7 +341,7 @@ class RunPredictor(ClassifierMixin, BaseEstimator):
 def alive_matrix(feats: Any) -> np.ndarray:
     """``(n_runs, n_epochs)`` booleans: run still training with finite weights at each epoch.
 
-    Uses ``feats.alive(t)`` (:class:`paperlib.features.PopulationFeatures`) when it exists, else
+    Uses ``feats.alive(t)`` (:class:`paperlib.features.sets.PopulationFeatures`) when it exists, else
     the epochs trained and the finiteness of the cached arrays.
     """
     n, n_epochs = len(feats.keys), next(iter(feats.arrays.values())).shape[1]
@@ -360,7 +360,7 @@ def fit_population(feats: Any, kind: str = "both", t_max: int | None = None, ind
     ``params`` go to :class:`RunPredictor`.
     """
     if kind not in PREDICTOR_KINDS:
-        raise KeyError(f"paperlib.predictor: unknown predictor kind {kind!r}; choose one of {sorted(PREDICTOR_KINDS)}")
+        raise KeyError(f"paperlib.stopping.predictor: unknown predictor kind {kind!r}; choose one of {sorted(PREDICTOR_KINDS)}")
     names = PREDICTOR_KINDS[kind]
     A = population_array(feats, names)
     alive = alive_matrix(feats)

@@ -22,7 +22,7 @@ where scipy returns NaN or a warning:
   classifiers downstream need numbers;
 * a vector with any NaN or infinite entry (the snapshot of a diverged network)
   gives five **NaN**. Turning those into finite features is the job of
-  :mod:`paperlib.features`, which replaces them and flags them.
+  :mod:`paperlib.features.sets`, which replaces them and flags them.
 
 The *temporal signature* up to epoch ``t`` concatenates the signatures of epochs
 ``1..t`` (epoch 0, the initialisation, is left out as in the paper; pass

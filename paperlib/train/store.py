@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .files import CorruptFileError, atomic_write_bytes, atomic_write_json, read_json
+from ..files import CorruptFileError, atomic_write_bytes, atomic_write_json, read_json
 
 
 def spec_key(spec: dict[str, Any]) -> str:

@@ -62,8 +62,8 @@ notebook keeps one summary line per loop (``networks: 384 runs in 8:55 (LeNet 64
 ``--no-progress`` turns the lines off.
 
 **Datasets before any kernel.** When 01_train is selected, every dataset the profile trains on
-is loaded once by :func:`paperlib.data.load_dataset`, the check 01_train itself makes, before any
-notebook runs; a missing or malformed one exits with status 2 and paperlib.data's message.
+is loaded once by :func:`paperlib.train.data.load_dataset`, the check 01_train itself makes, before any
+notebook runs; a missing or malformed one exits with status 2 and paperlib.train.data's message.
 
 **Kernels over local sockets.** On POSIX systems the kernels listen on IPC (Unix domain) sockets
 in the runner's temporary folder instead of TCP on localhost: nothing reaches them through the
@@ -90,8 +90,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import paths
-from .profiles import PROFILES
+from .. import paths
+from ..profiles import PROFILES
 
 
 # --------------------------------------------------------------------------- the steps
@@ -127,7 +127,7 @@ class Step:
         """Whether this step runs for ``profile`` (01_train for trained profiles, 01_import for imported ones)."""
         if self.populations == "any":
             return True
-        from .sources.profile_file import plan_of
+        from ..sources.profile_file import plan_of
 
         return (plan_of(profile) is not None) == (self.populations == "imported")
 
@@ -248,7 +248,7 @@ class MissingInputError(FileNotFoundError):
 
 
 class MissingDatasetError(MissingInputError):
-    """A dataset the selected 01_train trains on is missing or malformed (paperlib.data's message)."""
+    """A dataset the selected 01_train trains on is missing or malformed (paperlib.train.data's message)."""
 
 
 def notebook_path(name: str) -> Path:
@@ -361,7 +361,7 @@ def resolve_parameters(steps: Sequence[str], profile: str, raw: Sequence[str]) -
 # --------------------------------------------------------------------------- inputs
 def _profile(name: str) -> Any:
     """The effective profile (with the overrides 01_train recorded) where profiles provides it."""
-    from . import profiles
+    from .. import profiles
 
     getter = getattr(profiles, "effective_profile", None) or profiles.get_profile
     try:
@@ -402,7 +402,7 @@ def _file_problem(path: Path) -> str | None:
 
 def _runs_problem(profile: str) -> str | None:
     """Why the run store does not hold every network of ``runs.csv`` finished, or None."""
-    from . import files
+    from .. import files
 
     root = paths.runs_dir(profile)
     if not root.is_dir():
@@ -568,7 +568,7 @@ def provenance() -> dict[str, Any]:
             gpu = torch.cuda.get_device_name(0)
     except Exception:  # pragma: no cover - torch import problems are reported elsewhere
         pass
-    from . import kernels, lock
+    from .. import kernels, lock
 
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
@@ -626,7 +626,7 @@ def _strip_machine_paths(path: Path) -> None:
         pairs += [(str(root) + os.sep, ""), (str(root), ".")]
     for prefix, repl in pairs:
         text = text.replace(prefix, repl)
-    from .files import atomic_write_text
+    from ..files import atomic_write_text
 
     atomic_write_text(path, text)
 
@@ -669,7 +669,7 @@ class _kernel_env:
         self.progress_file = progress_file
 
     def __enter__(self) -> "_kernel_env":
-        from . import progress
+        from .. import progress
 
         pythonpath = os.environ.get("PYTHONPATH", "")
         parts = [str(paths.CODE)] + [p for p in pythonpath.split(os.pathsep) if p and p != str(paths.CODE)]
@@ -710,10 +710,10 @@ def _kernel_manager_class(folder: Path) -> type | None:
 
 def check_datasets(profile: str) -> None:
     """Load every dataset that 01_train trains ``profile`` on, as 01_train does
-    (:func:`paperlib.data.load_dataset`); :class:`MissingDatasetError` with paperlib.data's
+    (:func:`paperlib.train.data.load_dataset`); :class:`MissingDatasetError` with paperlib.train.data's
     message for every one that is missing or malformed."""
-    from . import data
-    from .profiles import get_profile
+    from ..train import data
+    from ..profiles import get_profile
 
     P = get_profile(profile)  # 01_train's overrides never change datasets, image sizes or train_limit
     problems = []
@@ -729,7 +729,7 @@ def check_datasets(profile: str) -> None:
 
 
 def _effective_spec(profile: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    from . import profiles
+    from .. import profiles
 
     overrides = profiles.load_overrides(profile) if hasattr(profiles, "load_overrides") else {}
     return _profile(profile).to_dict(), overrides
@@ -764,7 +764,7 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    from .files import atomic_write_json
+    from ..files import atomic_write_json
 
     steps = [s for s in STEP_NAMES if s in steps and get_step(s).applies_to(profile)]
     per_step = preflight(steps, profile, raw_params)  # may raise: nothing has run yet
@@ -809,7 +809,7 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
     progress_file = folder / "progress.jsonl" if progress else None
     follower = None
     if progress_file is not None:
-        from .progress import Follower
+        from ..progress import Follower
 
         progress_file.touch()
         follower = Follower(progress_file, sys.stderr, prefix="      ").start()
@@ -920,7 +920,7 @@ def _profile_argument(value: str) -> str:
     through ``PAPERLIB_PROFILES``): its name."""
     if not value.endswith((".toml", ".json")) or value in PROFILES:
         return value
-    from .sources import profile_file
+    from ..sources import profile_file
 
     path = Path(value).resolve()
     if not path.is_file():
@@ -955,7 +955,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _list(args.profile)
             return 0
         if args.write_headers:
-            from .notebooks import write_headers
+            from ..notebooks import write_headers
 
             for path in write_headers():
                 print(f"rewrote {paths.relative(path)}")

@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any
 
-from . import files, paths
+from .. import files, paths
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 FIGURES = [
@@ -63,7 +63,7 @@ def render(profile: str = "default") -> str:
     out = [f"## Results of the `{profile}` profile", ""]
     manifest_path = paths.manifest_path(profile)
     if manifest_path.exists():
-        from .pipeline import read_manifest
+        from ..pipeline.runner import read_manifest
 
         m = read_manifest(profile)
         machine = m.get("machine", {})

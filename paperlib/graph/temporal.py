@@ -18,7 +18,7 @@ A cache is reused only while its fingerprint matches: :data:`CODE_VERSION`, the 
 the input shape, and the epoch, size and modification time of every snapshot file used.
 
 The snapshots of a run are processed together: their graphs are stacked and the products of
-the eigensolver (:func:`paperlib.centrality.eigenvector_centrality_batch`) run as one batch;
+the eigensolver (:func:`paperlib.graph.centrality.eigenvector_centrality_batch`) run as one batch;
 the per-snapshot seconds are the batch's seconds divided by the number of snapshots.
 """
 
@@ -35,14 +35,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import files, paths
-from .files import load_npz, save_npz
-from .profiles import Profile
-from .store import Run
+from .. import files, paths
+from ..files import load_npz, save_npz
+from ..profiles import Profile
+from ..train.store import Run
 
 __all__ = ["CODE_VERSION", "KINDS", "compute_profile", "compute_run", "load_centralities", "fingerprint"]
 
-#: bump when a change to paperlib.graph / paperlib.centrality changes the cached values
+#: bump when a change to paperlib.graph / paperlib.graph.centrality changes the cached values
 CODE_VERSION = 2
 KINDS = ("rolled", "unrolled")
 #: memory for the Lanczos basis of one batch of unrolled graphs (snapshots are split to fit)
@@ -93,7 +93,7 @@ def compute_run(run: Run, epochs: list[int], kinds: tuple[str, ...], input_shape
     Parameters
     ----------
     run
-        a run of the store; its models come from ``paperlib.train.load_model(run, epoch)``.
+        a run of the store; its models come from ``paperlib.train.trainer.load_model(run, epoch)``.
     epochs
         the snapshots to use.
     kinds
@@ -112,8 +112,9 @@ def compute_run(run: Run, epochs: list[int], kinds: tuple[str, ...], input_shape
         snapshot), ``<kind>_nodes``, ``<kind>_cached`` (True when read from the cache), and
         ``trace_seconds``, ``load_seconds``.
     """
-    from . import centrality, graph
-    from .train import load_model
+    from . import centrality
+    from .. import graph
+    from ..train.trainer import load_model
 
     plans = {} if plans is None else plans
     out: dict[str, Any] = {"n_snapshots": len(epochs), "trace_seconds": 0.0, "load_seconds": 0.0}
@@ -246,7 +247,7 @@ def compute_profile(profile: Profile, unrolled: bool = True, workers: int | None
         rolled/unrolled ``_s1_seconds``, ``_deg_seconds``, ``_evec_seconds``, ``_nodes``,
         ``_cached``, ``_nonfinite`` (snapshots with NaN/inf weights), trace_seconds, load_seconds.
     """
-    from . import data
+    from ..train import data
 
     runs = files.read_runs(profile.name)
     kinds = ("rolled", "unrolled") if unrolled else ("rolled",)
@@ -267,7 +268,7 @@ def compute_profile(profile: Profile, unrolled: bool = True, workers: int | None
         meta.append({"key": row.key, "arch": row.arch})
     n_workers = profile.workers if workers is None else workers
     results: list[dict[str, Any] | None] = [None] * len(tasks)
-    from .progress import Progress
+    from ..progress import Progress
 
     per_arch = {a: sum(1 for m in meta if m["arch"] == a) for a in dict.fromkeys(m["arch"] for m in meta)}
     bar = Progress("centralities", per_arch, unit="runs", show=progress)

@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from . import paths
+from .. import paths
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -86,7 +86,7 @@ class _Datasets(dict):
     channels and classes its profile file declares (:mod:`paperlib.sources.profile_file`)."""
 
     def __missing__(self, name: str) -> DatasetInfo:
-        from .sources.profile_file import DATASETS as IMPORTED
+        from ..sources.profile_file import DATASETS as IMPORTED
 
         if name not in IMPORTED:
             raise KeyError(name)

@@ -9,7 +9,7 @@ epochs it trained; a network that is not stopped trains to its own end (its reco
 accuracy is known to the search. Pruners (:data:`PRUNERS`):
 
 ``none``      never stops: the reference for compute and for the best accuracy found.
-``graph``     :class:`~paperlib.predictor.RunPredictor` on the graph signatures ``deg`` + ``evec``:
+``graph``     :class:`~paperlib.stopping.predictor.RunPredictor` on the graph signatures ``deg`` + ``evec``:
               stop when ``P(high) < stop_below``.
 ``curve``     the same on the learning curve (test accuracy per epoch).
 ``both``      the same on graph signatures and learning curve together.
@@ -61,9 +61,9 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 from threadpoolctl import threadpool_limits
 
-from . import files, kernels, paths
+from .. import files, kernels, paths
 from .predictor import PREDICTOR_KINDS, RunPredictor, alive_matrix, fit_population, population_array
-from .files import EARLY_STOPPING_COLUMNS as SUMMARY_COLUMNS, atomic_write_text
+from ..files import EARLY_STOPPING_COLUMNS as SUMMARY_COLUMNS, atomic_write_text
 
 #: defaults of the study (the notebook's parameters are the number of orders, trials, stop_below, seed)
 N_FOLDS = 5  # cross-fitting folds, grouped by configuration
@@ -94,35 +94,35 @@ class SearchData:
         for name in ("curves", "alive"):
             a = getattr(self, name)
             if a.ndim != 2 or a.shape[0] != n:
-                raise ValueError(f"paperlib.pruning: {name} must be (n_networks={n}, n_epochs), got {a.shape}")
+                raise ValueError(f"paperlib.stopping.pruning: {name} must be (n_networks={n}, n_epochs), got {a.shape}")
         for name in ("final_acc", "epochs_trained", "groups"):
             if len(getattr(self, name)) != n:
-                raise ValueError(f"paperlib.pruning: {name} must have {n} entries")
+                raise ValueError(f"paperlib.stopping.pruning: {name} must have {n} entries")
 
 
 def population_groups(feats: Any) -> np.ndarray:
     """Configuration id of every network: ``feats.groups`` (every hyperparameter but the seed)."""
     if getattr(feats, "groups", None) is not None:
         return np.asarray(feats.groups)
-    raise AttributeError("paperlib.pruning: the population features have no 'groups' (configuration ids); "
+    raise AttributeError("paperlib.stopping.pruning: the population features have no 'groups' (configuration ids); "
                          "re-run the features notebook (03_features)")
 
 
 def groups_from_runs(profile: str, keys: Sequence[str]) -> np.ndarray:
     """Configuration ids of the runs ``keys`` from ``runs.csv``: equal when every hyperparameter
     column but ``seed`` (and the run's key and outcomes) is equal."""
-    from .features import read_runs
+    from ..features.sets import read_runs
 
     runs = read_runs(profile).set_index("key")
     cols = [c for c in ("arch", "dataset", "model", "lr", "dropout", "optimizer") if c in runs.columns]
     if not cols:
-        raise ValueError(f"paperlib.pruning: runs.csv of {profile!r} has no hyperparameter columns to group by")
+        raise ValueError(f"paperlib.stopping.pruning: runs.csv of {profile!r} has no hyperparameter columns to group by")
     conf = runs.loc[list(keys), cols].astype(str).agg("|".join, axis=1)
     return pd.factorize(conf.to_numpy())[0]
 
 
 def search_data(feats: Any) -> SearchData:
-    """:class:`SearchData` of a :class:`paperlib.features.PopulationFeatures` (needs ``learning-curve``)."""
+    """:class:`SearchData` of a :class:`paperlib.features.sets.PopulationFeatures` (needs ``learning-curve``)."""
     curve = population_array(feats, ("learning-curve",))[:, :, 0]
     return SearchData(curves=curve, alive=alive_matrix(feats), final_acc=np.asarray(feats.final_acc, float),
                       labels=np.asarray(feats.labels, int), epochs_trained=np.asarray(feats.epochs_trained, int),
@@ -149,7 +149,7 @@ def cross_fit_proba(A: np.ndarray, y: np.ndarray, alive: np.ndarray, groups: np.
     n_groups = len(np.unique(groups))
     k = int(min(n_folds, n_groups))
     if k < 2:
-        raise ValueError(f"paperlib.pruning: cross-fitting needs at least 2 configurations, got {n_groups}")
+        raise ValueError(f"paperlib.stopping.pruning: cross-fitting needs at least 2 configurations, got {n_groups}")
     proba = np.full((n, A.shape[1]), np.nan)
     fold = np.full(n, -1)
     splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
@@ -223,7 +223,7 @@ def halving_decisions(curves: np.ndarray, alive: np.ndarray, order: Sequence[int
     is stopped. Runs record rungs whether they are stopped later or not (as Optuna).
     """
     if min_resource < 1 or reduction_factor < 2:
-        raise ValueError(f"paperlib.pruning: need min_resource >= 1 and reduction_factor >= 2, got "
+        raise ValueError(f"paperlib.stopping.pruning: need min_resource >= 1 and reduction_factor >= 2, got "
                          f"{min_resource}, {reduction_factor}")
     ts = sorted(ts)
     out = np.zeros(curves.shape[0], dtype=int)
@@ -284,13 +284,13 @@ def decisions(pruner: str, data: SearchData, order: np.ndarray, ts: Sequence[int
         return np.zeros(len(data.labels), dtype=int)
     if pruner in PREDICTOR_KINDS:
         if proba is None:
-            raise ValueError(f"paperlib.pruning: pruner {pruner!r} needs cross-fitted probabilities")
+            raise ValueError(f"paperlib.stopping.pruning: pruner {pruner!r} needs cross-fitted probabilities")
         return threshold_decisions(proba, data.alive, ts, stop_below)
     if pruner == "median":
         return median_decisions(data.curves, data.alive, order, ts, n_startup)
     if pruner == "halving":
         return halving_decisions(data.curves, data.alive, order, ts, min_resource, reduction_factor)
-    raise KeyError(f"paperlib.pruning: unknown pruner {pruner!r}; choose one of {PRUNERS}")
+    raise KeyError(f"paperlib.stopping.pruning: unknown pruner {pruner!r}; choose one of {PRUNERS}")
 
 
 def simulate(data: SearchData, ts: Sequence[int], probas: dict[str, list[np.ndarray]], n_repeats: int,
@@ -335,7 +335,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
 def _profile(profile: Any):
     if not isinstance(profile, str):
         return profile
-    from . import profiles
+    from .. import profiles
 
     if hasattr(profiles, "effective_profile"):
         return profiles.effective_profile(profile)
@@ -369,7 +369,7 @@ def _run_population(feats, pop, n_repeats, n_trials, n_folds, n_fold_seeds, stop
     data = search_data(feats)
     ts = decision_window(feats, pop, t_min)
     if not ts:
-        raise ValueError(f"paperlib.pruning: {pop.arch}: no epoch to decide at (t_min={t_min}, t_max={pop.t_max})")
+        raise ValueError(f"paperlib.stopping.pruning: {pop.arch}: no epoch to decide at (t_min={t_min}, t_max={pop.t_max})")
     probas: dict[str, list[np.ndarray]] = {}
     skipped: dict[str, str] = {}
     for kind, names in PREDICTOR_KINDS.items():
@@ -402,7 +402,7 @@ def _run_population(feats, pop, n_repeats, n_trials, n_folds, n_fold_seeds, stop
 def predictor_path(profile: str, arch: str, kind: str):
     """``results/<profile>/predictors/<arch>.<kind>`` (``.json`` + ``.npz``)."""
     if kind not in PREDICTOR_KINDS:
-        raise KeyError(f"paperlib.pruning: unknown predictor kind {kind!r}; choose one of {sorted(PREDICTOR_KINDS)}")
+        raise KeyError(f"paperlib.stopping.pruning: unknown predictor kind {kind!r}; choose one of {sorted(PREDICTOR_KINDS)}")
     return paths.results_dir(profile) / "predictors" / f"{paths.safe_name(arch)}.{kind}"
 
 
@@ -418,7 +418,7 @@ def check_settings(n_repeats: int, n_trials: int, n_folds: int, n_fold_seeds: in
         ("reduction_factor", reduction_factor, reduction_factor >= 2, ">= 2"), ("seed", seed, seed >= 0, ">= 0"))
         if not ok]
     if bad:
-        raise ValueError("paperlib.pruning: " + "; ".join(bad))
+        raise ValueError("paperlib.stopping.pruning: " + "; ".join(bad))
 
 
 def run_early_stopping(profile: Any, n_repeats: int = 200, n_trials: int = 0, n_folds: int = N_FOLDS,
@@ -430,11 +430,11 @@ def run_early_stopping(profile: Any, n_repeats: int = 200, n_trials: int = 0, n_
     Writes ``results/<profile>/early_stopping.csv`` (columns :data:`SUMMARY_COLUMNS`), the
     Markdown table ``early_stopping.md``, the ``early_stopping`` section of ``metrics.json``, and
     for every population and predictor kind a predictor fitted on all its networks,
-    ``results/<profile>/predictors/<arch>.<kind>.json|.npz`` (for :mod:`paperlib.hooks`). Nothing
+    ``results/<profile>/predictors/<arch>.<kind>.json|.npz`` (for :mod:`paperlib.stopping.hooks`). Nothing
     is written when a population's features are missing (FileNotFoundError names the step).
     """
-    from .features import load_population
-    from .files import update_metrics
+    from ..features.sets import load_population
+    from ..files import update_metrics
 
     check_settings(n_repeats, n_trials, n_folds, n_fold_seeds, stop_below, t_min, C, n_startup, min_resource,
                    reduction_factor, seed)
@@ -443,7 +443,7 @@ def run_early_stopping(profile: Any, n_repeats: int = 200, n_trials: int = 0, n_
     for _, feats in loaded:
         if getattr(feats, "groups", None) is None:
             feats.groups = groups_from_runs(P.name, feats.keys)
-    from .progress import Progress
+    from ..progress import Progress
 
     frames, skipped, fitted = [], {}, []
     bar = Progress("early stopping", len(loaded), unit="populations")
@@ -454,7 +454,7 @@ def run_early_stopping(profile: Any, n_repeats: int = 200, n_trials: int = 0, n_
         skipped.update({f"{pop.arch}/{k}": v for k, v in why.items()})
         ts = decision_window(feats, pop, t_min)
         side = P.image_size.get(pop.dataset) if hasattr(P, "image_size") else None
-        from .data import DATASETS
+        from ..train.data import DATASETS
 
         shape = (int(DATASETS[pop.dataset].in_channels), int(side), int(side)) if side else None
         for kind in PREDICTOR_KINDS:
@@ -556,7 +556,7 @@ def fig_early_stopping(profile: Any):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from .figures import PANEL_HEIGHT, STYLE, WIDTH
+    from ..report.figures import PANEL_HEIGHT, STYLE, WIDTH
 
     df = read_early_stopping(profile)
     name = profile if isinstance(profile, str) else profile.name
@@ -594,7 +594,7 @@ def fig_early_stopping(profile: Any):
 
 def write_fig_early_stopping(profile: Any):
     """Write ``figures/<profile>/fig_early_stopping.png`` and ``.pdf``; return the paths."""
-    from .figures import save_figure
+    from ..report.figures import save_figure
 
     name = profile if isinstance(profile, str) else profile.name
     return save_figure(fig_early_stopping(profile), name, "fig_early_stopping")

@@ -1,13 +1,13 @@
 """Plain-words readings of Q1 and Q2, computed from the result files (nothing typed by hand).
 
 The paper's claims they test are quoted from ``results/published/claims.csv``
-(:func:`paperlib.published.claim`).
+(:func:`paperlib.report.published.claim`).
 
 Each reading states a claim, then says whether it holds in this run, per architecture and
 classifier, using only what the result files support:
 
 * a difference counts only when the corrected resampled t-test of Table 2 says it is
-  significant (p < 0.05, :mod:`paperlib.stats`);
+  significant (p < 0.05, :mod:`paperlib.evaluate.stats`);
 * a cell where some fold seed predicted a single class is not read as a result;
 * an accuracy counts as "above chance" only when it exceeds the majority-class rate by more
   than its spread over seeds.
@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import files
-from .profiles import Profile, as_profile
+from .. import files
+from ..profiles import Profile, as_profile
 from .published import claim, without_counterpart
 from .render import CLASSIFIER_LABELS, FEATURE_LABELS, _ordered, fmt_mean_std
 from .tables import as_fraction

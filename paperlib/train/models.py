@@ -313,7 +313,7 @@ def build_model(model: str, num_classes: int, in_channels: int, image_size: int,
     'Linear'
     """
     if model not in MODELS:
-        from .sources.models import build_imported, resolve  # the zoos' models, torchvision, package.module:function
+        from ..sources.models import build_imported, resolve  # the zoos' models, torchvision, package.module:function
 
         try:
             resolve(model)

@@ -6,9 +6,9 @@ machine-readable, one row per cell of the table; its columns are promised in
 ``booktabs`` tabular).
 
 This module computes the tidy frames from the result files: Table 1 from ``runs.csv``, Table 2
-from ``q1.csv`` (mean and spread over fold seeds, the paired tests of :mod:`paperlib.stats`).
-The paper's numbers beside ours come from :mod:`paperlib.published`; the printed forms from
-:mod:`paperlib.render`; the plain-words readings are :mod:`paperlib.readings`.
+from ``q1.csv`` (mean and spread over fold seeds, the paired tests of :mod:`paperlib.evaluate.stats`).
+The paper's numbers beside ours come from :mod:`paperlib.report.published`; the printed forms from
+:mod:`paperlib.report.render`; the plain-words readings are :mod:`paperlib.report.readings`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import files, published
-from .files import PAIRED_BASELINES, TABLE1_COLUMNS, TABLE2_COLUMNS, update_metrics
-from .profiles import Profile, as_profile
+from .. import files
+from . import published
+from ..files import PAIRED_BASELINES, TABLE1_COLUMNS, TABLE2_COLUMNS, update_metrics
+from ..profiles import Profile, as_profile
 from .render import FEATURE_LABELS, CLASSIFIER_LABELS, _ordered, significance_marks, table1_display, table2_display, \
     write_table_files
 
@@ -41,7 +42,7 @@ def as_fraction(acc: pd.Series) -> pd.Series:
     return acc / 100.0 if acc.max(skipna=True) > 1.0 + 1e-9 else acc
 
 
-# rendering lives in paperlib.render; re-exported here for existing callers
+# rendering lives in paperlib.report.render; re-exported here for existing callers
 
 
 def _ordered_pops(p: Profile, present: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -146,13 +147,13 @@ def aggregate_q1(q1: pd.DataFrame, by: Sequence[str] = ("dataset", "arch", "feat
 
 def paired_tests(q1: pd.DataFrame, dataset: str, arch: str, classifier: str, t: int, mode: str = "plain"
                  ) -> dict[tuple[str, str], Any]:
-    """Corrected resampled t-tests (:mod:`paperlib.stats`) of :data:`COMPARISONS` at one Table 2 cell.
+    """Corrected resampled t-tests (:mod:`paperlib.evaluate.stats`) of :data:`COMPARISONS` at one Table 2 cell.
 
     Per-fold accuracies of the two methods are paired by fold seed and fold (the evaluator's folds
     depend only on the labels, configurations and seed, so both methods saw the same splits; rows
     whose fold sizes differ are not paired). Returns ``{(method, baseline): PairedTest}``.
     """
-    from .stats import corrected_resampled_ttest, parse_folds
+    from ..evaluate.stats import corrected_resampled_ttest, parse_folds
 
     if "fold_accuracy" not in q1.columns:
         return {}

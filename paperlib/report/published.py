@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import files, tables
-from .profiles import Profile, as_profile
+from .. import files
+from . import tables
+from ..profiles import Profile, as_profile
 from .render import CLASSIFIER_LABELS, DATASET_LABELS, fmt_mean_std
 
 #: Paper dataset used as a reference for datasets the paper does not have.

@@ -9,7 +9,7 @@ feature sets, at epoch 0 unless the profile's signatures include the initialisat
 graph step does not compute what no predictor reads). Nothing is ever filled in from
 another epoch. The experiments pick epochs ``1..t`` (graph
 signatures, learning curve) or epoch ``t`` alone (weight baselines) with the
-transformers of :mod:`paperlib.signatures`, and only for the networks that are
+transformers of :mod:`paperlib.features.signatures`, and only for the networks that are
 *alive* at ``t`` (:meth:`PopulationFeatures.alive`).
 
 ==================  =========================================================  ======  ============
@@ -86,11 +86,11 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import files, paths
-from .files import diverged, read_runs  # noqa: F401  (read_runs: part of this module's API)
-from .profiles import Population, Profile
+from .. import files, paths
+from ..files import diverged, read_runs  # noqa: F401  (read_runs: part of this module's API)
+from ..profiles import Population, Profile
 from .signatures import AGGREGATORS, aggregate_rows
-from .store import Run, load_tensors
+from ..train.store import Run, load_tensors
 
 WEIGHT_STATS: tuple[str, ...] = ("mean", "var", "p0", "p25", "p50", "p75", "p100")
 SIZE_AWARE: tuple[str, ...] = ("median/mean", "std/mean", "skew", "kurtosis")
@@ -302,7 +302,7 @@ def configuration_groups(df: pd.DataFrame) -> np.ndarray:
 
 
 def _default_centralities() -> Callable[[Run, str], dict[str, np.ndarray]]:
-    from . import temporal
+    from ..graph import temporal
 
     return temporal.load_centralities
 
@@ -490,7 +490,7 @@ def build_profile_features(
         Reads ``results/<profile>/runs.csv`` and the run store.
     centralities : callable, optional
         ``(run, kind) -> {"epochs", "deg", "evec", "finite"}``; defaults to
-        ``paperlib.temporal.load_centralities``.
+        ``paperlib.graph.temporal.load_centralities``.
 
     Returns
     -------
