@@ -710,10 +710,10 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
 
     import test_paper_profile as tpp
     from conftest import make_root
-    from paperlib.train import device as dev, trainer as train
     from paperlib import paths, profiles
-    from paperlib.pipeline import runner as pipeline
+    from paperlib.pipeline import inputs as pipeline
     from paperlib.report import tables
+    from paperlib.train import device as dev, trainer as train
 
     device = dev.resolve_device(args.device)
     root = paths.ROOT
@@ -749,7 +749,7 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         """The pipeline's own check of a step's declared outputs (less those of skipped calls)."""
         missing_outputs = getattr(pipeline, "_missing_outputs", None)
         if missing_outputs is None:
-            check(step, "the pipeline's output check (paperlib.pipeline.runner._missing_outputs) is available", False,
+            check(step, "the pipeline's output check (paperlib.pipeline.inputs._missing_outputs) is available", False,
                   required=False)
             return
         missing = missing_outputs(name, "paper")
@@ -837,7 +837,7 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
 
     def s04(step: dict[str, Any]) -> None:
         from paperlib.evaluate import experiments
-        from paperlib.report import published, readings
+        from paperlib.report import readings
 
         pipeline.require_inputs("04_q1", "paper")
         P = profiles.effective_profile("paper")
@@ -845,7 +845,7 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         call(step, "tables.write_table2", lambda: tables.write_table2(P), optional=True)
         call(step, "figures.fig3", lambda: _figures().fig3(P), optional=True)
         call(step, "readings.q1_reading", lambda: readings.q1_reading(P))
-        call(step, "published.describe_agreement", lambda: published.describe_agreement(P))
+        call(step, "readings.describe_agreement", lambda: readings.describe_agreement(P))
         step["q1_rows"] = len(q1)
         check(step, "q1 rows for at least one architecture of the profile",
               set(q1["arch"]) <= set(P.archs) and len(set(q1["arch"])) >= 1)
@@ -864,14 +864,14 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         outputs(step, "05_q2")
 
     def s06(step: dict[str, Any]) -> None:
-        from paperlib.report import published
         from paperlib.evaluate import timing
+        from paperlib.report import readings
 
         pipeline.require_inputs("06_q3", "paper")
         P = profiles.effective_profile("paper")
         q3 = call(step, "timing.run_q3(P, repeats=1)", lambda: timing.run_q3(P, repeats=1))
         call(step, "figures.fig5", lambda: _figures().fig5(P), optional=True)
-        call(step, "published.describe_q3", lambda: published.describe_q3(P))
+        call(step, "readings.describe_q3", lambda: readings.describe_q3(P))
         step["q3"] = q3[[c for c in ("arch", "t_needed", "rolled_total_seconds", "rolled_overhead_per_epoch")
                          if c in q3.columns]].to_dict("records")
         outputs(step, "06_q3")

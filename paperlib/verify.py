@@ -263,7 +263,8 @@ def check_features(profile: str, root: Path, log: Path) -> list[Check]:
 
 # --------------------------------------------------------------------------- 3: the evaluation rerun
 def check_evaluation(profile: str, work: Path, log: Path) -> list[Check]:
-    from .pipeline.runner import STEPS, expand_templates
+    from .pipeline.inputs import expand_templates
+    from .steps import STEPS
 
     steps = [s for s in STEPS if s.name in EVALUATION_STEPS]
     outputs = [p for s in steps for t in s.outputs for p in expand_templates(t, profile)]

@@ -134,7 +134,7 @@ def test_batch_solver_matches_single_and_edge_cases():
     np.testing.assert_allclose(X[2], 1 / np.sqrt(gs[0].n))
 
 
-@pytest.mark.parametrize("module", ["paperlib.graph.centrality", "paperlib.graph.rolled", "paperlib.graph.unrolled"])
+@pytest.mark.parametrize("module", ["paperlib.graph.centrality", "paperlib.graph.plan"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

@@ -60,7 +60,7 @@ def test_a_missing_file_names_the_notebook_that_writes_it(results, name, step):
 
 
 def test_every_table_is_an_output_of_a_declared_step():
-    from paperlib.pipeline.runner import STEPS
+    from paperlib.steps import STEPS
 
     outputs = {o for s in STEPS for o in s.outputs}
     assert {f"results/{{profile}}/{name}" for name in files.TABLES} <= outputs

@@ -23,12 +23,12 @@ import pandas as pd
 import pytest
 
 from conftest import make_root, pipeline_env, run_pipeline, write_result
-from paperlib import paths
-from paperlib.pipeline import runner as pipeline
-from paperlib.pipeline.runner import (
-    PARAMETERS, STEPS, MissingInputError, ParameterError, check_inputs, coerce, declared_parameters,
-    preflight, read_manifest, require_inputs, resolve_parameters,
-)
+from paperlib import paths, pipeline
+from paperlib.pipeline.inputs import MissingInputError, check_inputs, require_inputs
+from paperlib.files.records import _pid_alive, read_manifest
+from paperlib.pipeline.parameters import PARAMETERS, ParameterError, coerce, declared_parameters, resolve_parameters
+from paperlib.pipeline.runner import preflight
+from paperlib.steps import STEPS, get_step
 from paperlib.profiles import get_profile
 
 EXISTING = [s.name for s in STEPS if s.notebook.exists()]
@@ -167,12 +167,12 @@ def test_every_input_is_made_by_an_earlier_step():
 
 
 def test_step_07_early_stopping_is_declared():
-    step = pipeline.get_step("07_early_stopping")
+    step = get_step("07_early_stopping")
     assert step.outputs == ("results/{profile}/early_stopping.csv", "results/{profile}/early_stopping.md",
                             "figures/{profile}/fig_early_stopping.png", "figures/{profile}/fig_early_stopping.pdf",
                             "results/{profile}/predictors/{arch}.both.json",
                             "results/{profile}/predictors/{arch}.both.npz")
-    assert {i.path for i in step.inputs} >= {i.path for i in pipeline.get_step("04_q1").inputs}
+    assert {i.path for i in step.inputs} >= {i.path for i in get_step("04_q1").inputs}
 
 
 def test_a_whole_run_from_nothing_passes_the_input_check(bare_root, in_root):
@@ -332,9 +332,9 @@ def test_a_killed_run_leaves_the_manifest_saying_interrupted(sig, bare_root):
     assert manifest["steps"][0]["status"] == "interrupted" and manifest["steps"][0]["seconds"] > 0
     kernel_pid = json.loads((bare_root / "kernel.json").read_text())["pid"]
     deadline = time.monotonic() + 30
-    while pipeline._pid_alive(kernel_pid) and time.monotonic() < deadline:
+    while _pid_alive(kernel_pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not pipeline._pid_alive(kernel_pid), "the notebook's kernel outlived the interrupted runner"
+    assert not _pid_alive(kernel_pid), "the notebook's kernel outlived the interrupted runner"
 
 
 def test_a_record_of_a_runner_killed_with_sigkill_reads_as_interrupted(tmp_results):

@@ -196,6 +196,8 @@ def test_population_study_table_and_figure(tmp_path, monkeypatch):
     write_result(tmp_path / "results" / "x" / "early_stopping.csv", summary)
     md = pruning.early_stopping_markdown(pruning.read_early_stopping("x"))
     assert all(label in md for label in pruning.PRUNER_LABELS.values())
-    files = pruning.write_fig_early_stopping("x")
+    from paperlib.report import figures
+
+    files = figures.write_fig_early_stopping("x")
     assert all(f.exists() and f.stat().st_size > 0 for f in files)
     assert "Net" in pruning.reading(summary)

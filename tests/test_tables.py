@@ -222,10 +222,10 @@ def test_fig3_has_a_row_per_architecture(synthetic_smoke):
 
 def test_describe_texts_read_the_files(synthetic_smoke):
     tables.write_table2("smoke")
-    text = published.describe_agreement("smoke")
+    text = readings.describe_agreement("smoke")
     assert "reference" in text and "LeNet" in text
     assert "ResNet-14" in readings.describe_q2("smoke")
-    assert "ResNet-14" in published.describe_q3("smoke")
+    assert "ResNet-14" in readings.describe_q3("smoke")
 
 
 def test_missing_input_names_the_notebook(tmp_results):

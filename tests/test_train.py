@@ -361,15 +361,15 @@ def test_store_files_follow_the_umask(tmp_path, monkeypatch, umask, mode):
     import os
     import stat
 
-    from paperlib import files
+    from paperlib.files import atomic
 
-    monkeypatch.setattr(files, "_UMASK", None)
+    monkeypatch.setattr(atomic, "_UMASK", None)
     old = os.umask(umask)
     try:
         meta = train.train_run(tmp_path, tiny_spec(epochs=1))
     finally:
         os.umask(old)
-        files._UMASK = None
+        atomic._UMASK = None
     run = RunStore(tmp_path).get(meta["key"])
     for path in [run.snapshot_path(0), run.snapshot_path(1), run.meta_path, run.dir / "spec.json"]:
         assert stat.S_IMODE(path.stat().st_mode) == mode, path

@@ -38,7 +38,7 @@ from .evaluation import (CLASSIFIERS, ROW_KEYS, Plan, Skip, Task, make_search, p
                          run_tasks, signature_step, usable_ts)
 from ..features.sets import COMBINED, SIZE_AWARE_SETS, PopulationFeatures, feature_set, load_population
 from ..files import Q1_COLUMNS, Q2_COLUMNS, SKIP_COLUMNS, update_metrics
-from ..profiles import Profile
+from ..profile_types import Profile
 
 N_JOBS = 2
 #: per classifier, the (mode, feature set) pairs evaluated at every t; None: all of them

@@ -11,14 +11,21 @@ Frank, 2004) inflates the variance by the ratio of test to training size:
 with ``var`` the sample variance (``ddof=1``) of the ``J`` per-fold differences ``d`` and
 ``J - 1`` degrees of freedom; the p-value is two-sided. When every difference is equal,
 ``t`` is 0 (all zero) or infinite.
+
+:func:`aggregate_q1` gives the mean and spread of the accuracy over fold seeds, the numbers Table 2,
+the figures and Q3 report.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import stats as _st
+
+from .. import files
 
 ALPHA = 0.05
 
@@ -77,3 +84,35 @@ def parse_folds(fold_accuracy: str, fold_sizes: str) -> tuple[np.ndarray, np.nda
     if not (len(acc) == len(n_tr) == len(n_te)):
         raise ValueError(f"fold accuracies ({fold_accuracy!r}) and sizes ({fold_sizes!r}) do not match")
     return acc, n_tr, n_te
+
+
+# --------------------------------------------------------------------------- mean and spread over fold seeds
+def as_fraction(acc: pd.Series) -> pd.Series:
+    """Accuracies as fractions in [0, 1] (a column in percent is divided by 100)."""
+    acc = acc.astype(float)
+    return acc / 100.0 if acc.max(skipna=True) > 1.0 + 1e-9 else acc
+
+
+def aggregate_q1(q1: pd.DataFrame, by: Sequence[str] = ("dataset", "arch", "feature_set", "mode", "classifier", "t"),
+                 seed_col: str = "fold_seed") -> pd.DataFrame:
+    """Mean and standard deviation (ddof=1) of the accuracy over fold seeds.
+
+    Returns one row per group with ``accuracy_mean``, ``accuracy_std`` (0 for a single seed) and
+    ``n_seeds``, plus ``n_networks`` and ``n_high`` when present.
+    """
+    q1 = q1.copy()
+    q1["accuracy"] = as_fraction(q1["accuracy"])
+    g = q1.groupby(list(by), sort=False, dropna=False)
+    out = g["accuracy"].agg(accuracy_mean="mean", accuracy_std="std", n_seeds="count").reset_index()
+    out["accuracy_std"] = out["accuracy_std"].fillna(0.0)
+    for extra in ("n_networks", "n_high", "n_decided", "spearman"):
+        if extra in q1.columns:
+            out[extra] = g[extra].mean().to_numpy() if extra == "spearman" else g[extra].first().to_numpy()
+    if "balanced_accuracy" in q1.columns:
+        out["balanced_accuracy_mean"] = g["balanced_accuracy"].mean().to_numpy()
+    if "majority_accuracy" in q1.columns:
+        out["majority_accuracy"] = g["majority_accuracy"].mean().to_numpy()
+    if "single_class" in q1.columns:
+        q1["single_class"] = files.parse_bool(q1["single_class"])
+        out["n_single_class"] = q1.groupby(list(by), sort=False, dropna=False)["single_class"].sum().to_numpy()
+    return out

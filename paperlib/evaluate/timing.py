@@ -52,10 +52,10 @@ import pandas as pd
 
 from .. import files, paths
 from ..files import Q3_COLUMNS, update_metrics
-from ..profiles import Population, Profile
+from ..profile_types import Population, Profile
 from ..profiles import as_profile
 from ..train.store import RunStore
-from ..report.tables import aggregate_q1
+from .stats import aggregate_q1
 
 
 def _is_diverged(runs: pd.DataFrame) -> pd.Series:

@@ -88,7 +88,7 @@ import pandas as pd
 
 from .. import files, paths
 from ..files import diverged, read_runs  # noqa: F401  (read_runs: part of this module's API)
-from ..profiles import Population, Profile
+from ..profile_types import Population, Profile
 from .signatures import AGGREGATORS, aggregate_rows
 from ..train.store import Run, load_tensors
 

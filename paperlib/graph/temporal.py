@@ -37,7 +37,7 @@ import pandas as pd
 
 from .. import files, paths
 from ..files import load_npz, save_npz
-from ..profiles import Profile
+from ..profile_types import Profile
 from ..train.store import Run
 
 __all__ = ["CODE_VERSION", "KINDS", "compute_profile", "compute_run", "load_centralities", "fingerprint"]

@@ -1,7 +1,7 @@
-"""``python -m paperlib.pipeline``: the command line of the runner (:mod:`paperlib.pipeline.runner`)."""
+"""``python -m paperlib.pipeline``: the command line (:mod:`paperlib.pipeline.cli`)."""
 
 import sys
 
-from .runner import main
+from .cli import main
 
 sys.exit(main())

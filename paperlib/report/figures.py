@@ -1,7 +1,7 @@
-"""Figures 1, 3, 4 and 5 of the paper, regenerated from the result files.
+"""Figures 1, 3, 4 and 5 of the paper and the early-stopping figure (07), regenerated from the result files.
 
 Plotting never trains or computes features: every figure reads the tidy tables under
-``results/<profile>/`` (``q1.csv``, ``q2.csv``, ``q3.csv``), so it can be remade in seconds.
+``results/<profile>/`` (``q1.csv``, ``q2.csv``, ``q3.csv``, ``early_stopping.csv``), so it can be remade in seconds.
 Each figure is written as ``figures/<profile>/figN.png`` and ``.pdf`` in one shared style
 (:data:`STYLE`: seaborn's whitegrid, DejaVu Sans, fixed sizes, constrained layout) and without
 timestamps or software versions in the files, so that re-running the pipeline on the same
@@ -23,7 +23,9 @@ from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 
 from .. import files, paths
-from ..profiles import Profile, as_profile
+from ..stopping.pruning import PRUNER_LABELS, PRUNERS, read_early_stopping
+from ..profiles import as_profile
+from ..profile_types import Profile
 from .render import CLASSIFIER_LABELS, DATASET_LABELS
 from .tables import aggregate_q1, missing_archs
 
@@ -352,3 +354,46 @@ def fig5(profile: Profile | str) -> plt.Figure:
         fig.legend(loc="outside lower center", ncol=len(bars), frameon=False)
     save_figure(fig, p.name, "fig5")
     return fig
+
+
+def fig_early_stopping(profile: Any):
+    """Early stopping (07): compute saved against regret, one panel per population, one point per pruner (± sd)
+of the simulated searches of :mod:`paperlib.stopping.pruning`."""
+    df = read_early_stopping(profile)
+    name = profile if isinstance(profile, str) else profile.name
+    archs = list(dict.fromkeys(df["arch"]))
+    ncol = min(3, len(archs))
+    nrow = -(-len(archs) // ncol)
+    colors = dict(zip(PRUNERS, sns.color_palette("colorblind", len(PRUNERS))))
+    markers = dict(zip(PRUNERS, ("o", "s", "^", "D", "v", "P")))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 1.15 * PANEL_HEIGHT * nrow), squeeze=False,
+                                 constrained_layout=True)
+        for ax, arch in zip(axes.flat, archs):
+            g = df[df["arch"] == arch]
+            for r in g.itertuples(index=False):
+                # ± sd, clipped to the possible range (regret >= 0, saved <= 100%)
+                xerr = [[min(r.regret_std, r.regret_mean)], [r.regret_std]]
+                yerr = [[100 * r.compute_std], [min(100 * r.compute_std, 100 - r.saved_pct)]]
+                ax.errorbar(r.regret_mean, r.saved_pct, xerr=xerr, yerr=yerr,
+                            fmt=markers[r.pruner], color=colors[r.pruner], ms=5, capsize=2, lw=0.8,
+                            label=PRUNER_LABELS[r.pruner])
+            first = g.iloc[0]
+            ax.set_title(f"{arch} ({int(first.n_high)}/{int(first.n_networks)} high)")
+            ax.set_xlabel("regret (accuracy points)")
+            ax.set_ylabel("compute saved (%)")
+            ax.set_ylim(-5, 100)
+            ax.set_xlim(left=-0.5)
+        for ax in list(axes.flat)[len(archs):]:
+            ax.axis("off")
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        by_label = dict(zip(labels, handles))
+        fig.legend(by_label.values(), by_label.keys(), loc="outside lower center", ncol=3, frameon=False)
+        fig.suptitle(f"Early stopping in a simulated search ({name}): compute saved against regret")
+    return fig
+
+
+def write_fig_early_stopping(profile: Any):
+    """Write ``figures/<profile>/fig_early_stopping.png`` and ``.pdf``; return the paths."""
+    name = profile if isinstance(profile, str) else profile.name
+    return save_figure(fig_early_stopping(profile), name, "fig_early_stopping")

@@ -63,7 +63,7 @@ def render(profile: str = "default") -> str:
     out = [f"## Results of the `{profile}` profile", ""]
     manifest_path = paths.manifest_path(profile)
     if manifest_path.exists():
-        from ..pipeline.runner import read_manifest
+        from ..files import read_manifest
 
         m = read_manifest(profile)
         machine = m.get("machine", {})

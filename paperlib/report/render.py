@@ -40,6 +40,11 @@ SHORT_LABELS = {"B_Wl": "Wl", "B_What": "What", "B_Wprime": "W'", "learning-curv
 CLASSIFIER_LABELS = {"svm": "SVM", "mlp": "MLP"}
 
 
+def paper_arch_name(arch: str) -> str:
+    """The paper's name of one of our architectures (drops a trailing ``-IN``)."""
+    return arch[:-3] if arch.endswith("-IN") else arch
+
+
 def fmt_mean_std(mean: float, std: float, digits: int = 2) -> str:
     """``"0.93 ± 0.02"``; ``"–"`` for a missing mean; the spread is left out when undefined."""
     if mean is None or not np.isfinite(mean):
@@ -178,8 +183,6 @@ def table2_display(t2: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     Rows: classifier x feature set; per architecture a column of ours (mean ± std over fold
     seeds) and, where the paper has the cell, a column of the paper's number.
     """
-    from .published import paper_arch_name
-
     pops = list(dict.fromkeys(zip(t2["dataset"], t2["arch"])))
     multi = len({d for d, _ in pops}) > 1
     keys = list(dict.fromkeys(zip(t2["classifier"], t2["feature_set"])))

@@ -20,8 +20,10 @@ import pandas as pd
 
 from .. import files
 from . import published
+from ..evaluate.stats import aggregate_q1
 from ..files import PAIRED_BASELINES, TABLE1_COLUMNS, TABLE2_COLUMNS, update_metrics
-from ..profiles import Profile, as_profile
+from ..profiles import as_profile
+from ..profile_types import Profile
 from .render import FEATURE_LABELS, CLASSIFIER_LABELS, _ordered, significance_marks, table1_display, table2_display, \
     write_table_files
 
@@ -34,12 +36,6 @@ COMPARISONS: dict[str, tuple[str, ...]] = {
 }
 GRAPH_FEATURES = ("deg", "evec")
 WEIGHT_BASELINES = ("B_Wl", "B_What", "B_Wprime")
-
-
-def as_fraction(acc: pd.Series) -> pd.Series:
-    """Accuracies as fractions in [0, 1] (a column in percent is divided by 100)."""
-    acc = acc.astype(float)
-    return acc / 100.0 if acc.max(skipna=True) > 1.0 + 1e-9 else acc
 
 
 # rendering lives in paperlib.report.render; re-exported here for existing callers
@@ -120,29 +116,6 @@ def write_table1(profile: Profile | str, runs_df: pd.DataFrame | None = None) ->
 
 
 # --------------------------------------------------------------------------- Table 2
-def aggregate_q1(q1: pd.DataFrame, by: Sequence[str] = ("dataset", "arch", "feature_set", "mode", "classifier", "t"),
-                 seed_col: str = "fold_seed") -> pd.DataFrame:
-    """Mean and standard deviation (ddof=1) of the accuracy over fold seeds.
-
-    Returns one row per group with ``accuracy_mean``, ``accuracy_std`` (0 for a single seed) and
-    ``n_seeds``, plus ``n_networks`` and ``n_high`` when present.
-    """
-    q1 = q1.copy()
-    q1["accuracy"] = as_fraction(q1["accuracy"])
-    g = q1.groupby(list(by), sort=False, dropna=False)
-    out = g["accuracy"].agg(accuracy_mean="mean", accuracy_std="std", n_seeds="count").reset_index()
-    out["accuracy_std"] = out["accuracy_std"].fillna(0.0)
-    for extra in ("n_networks", "n_high", "n_decided", "spearman"):
-        if extra in q1.columns:
-            out[extra] = g[extra].mean().to_numpy() if extra == "spearman" else g[extra].first().to_numpy()
-    if "balanced_accuracy" in q1.columns:
-        out["balanced_accuracy_mean"] = g["balanced_accuracy"].mean().to_numpy()
-    if "majority_accuracy" in q1.columns:
-        out["majority_accuracy"] = g["majority_accuracy"].mean().to_numpy()
-    if "single_class" in q1.columns:
-        q1["single_class"] = files.parse_bool(q1["single_class"])
-        out["n_single_class"] = q1.groupby(list(by), sort=False, dropna=False)["single_class"].sum().to_numpy()
-    return out
 
 
 def paired_tests(q1: pd.DataFrame, dataset: str, arch: str, classifier: str, t: int, mode: str = "plain"

@@ -1,7 +1,7 @@
 """The one import path: an imported profile's populations into the run store and ``runs.csv``.
 
 :func:`import_profile` reads every population of an imported profile (its profile file, see
-:mod:`paperlib.sources.profile_file`) network by network and writes what ``01_train`` writes: one
+:mod:`paperlib.profile_files`) network by network and writes what ``01_train`` writes: one
 run directory per network in the profile's run store (``spec.json``, ``meta.json``,
 ``snap_XXX.pt``) and ``results/<profile>/runs.csv``, so that steps 02-07 run on it unchanged.
 Beside them, ``import_skipped.csv`` lists every network (or population) that could not be read and
@@ -42,7 +42,7 @@ from ..train.store import RunStore
 from . import own, raytune, smallcnnzoo
 from .core import IMPORT_VERSION, RunRecord, RunRef, SourceError, check_state_dict, configuration, finite, \
     standard_hparams
-from .profile_file import ImportedPopulation, ImportPlan, plan_of
+from ..profile_files import ImportedPopulation, ImportPlan, plan_of
 
 SOURCES = {"runs": own, "raytune": raytune, "smallcnnzoo": smallcnnzoo}
 SKIPPED_COLUMNS = files.IMPORT_SKIPPED_COLUMNS

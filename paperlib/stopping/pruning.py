@@ -551,56 +551,6 @@ def reading(df: pd.DataFrame, tolerance: float = 1.0) -> str:
     return "\n".join(lines)
 
 
-def fig_early_stopping(profile: Any):
-    """Compute saved against regret, one panel per population, one point per pruner (± sd)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from ..report.figures import PANEL_HEIGHT, STYLE, WIDTH
-
-    df = read_early_stopping(profile)
-    name = profile if isinstance(profile, str) else profile.name
-    archs = list(dict.fromkeys(df["arch"]))
-    ncol = min(3, len(archs))
-    nrow = -(-len(archs) // ncol)
-    colors = dict(zip(PRUNERS, sns.color_palette("colorblind", len(PRUNERS))))
-    markers = dict(zip(PRUNERS, ("o", "s", "^", "D", "v", "P")))
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 1.15 * PANEL_HEIGHT * nrow), squeeze=False,
-                                 constrained_layout=True)
-        for ax, arch in zip(axes.flat, archs):
-            g = df[df["arch"] == arch]
-            for r in g.itertuples(index=False):
-                # ± sd, clipped to the possible range (regret >= 0, saved <= 100%)
-                xerr = [[min(r.regret_std, r.regret_mean)], [r.regret_std]]
-                yerr = [[100 * r.compute_std], [min(100 * r.compute_std, 100 - r.saved_pct)]]
-                ax.errorbar(r.regret_mean, r.saved_pct, xerr=xerr, yerr=yerr,
-                            fmt=markers[r.pruner], color=colors[r.pruner], ms=5, capsize=2, lw=0.8,
-                            label=PRUNER_LABELS[r.pruner])
-            first = g.iloc[0]
-            ax.set_title(f"{arch} ({int(first.n_high)}/{int(first.n_networks)} high)")
-            ax.set_xlabel("regret (accuracy points)")
-            ax.set_ylabel("compute saved (%)")
-            ax.set_ylim(-5, 100)
-            ax.set_xlim(left=-0.5)
-        for ax in list(axes.flat)[len(archs):]:
-            ax.axis("off")
-        handles, labels = axes.flat[0].get_legend_handles_labels()
-        by_label = dict(zip(labels, handles))
-        fig.legend(by_label.values(), by_label.keys(), loc="outside lower center", ncol=3, frameon=False)
-        fig.suptitle(f"Early stopping in a simulated search ({name}): compute saved against regret")
-    return fig
-
-
-def write_fig_early_stopping(profile: Any):
-    """Write ``figures/<profile>/fig_early_stopping.png`` and ``.pdf``; return the paths."""
-    from ..report.figures import save_figure
-
-    name = profile if isinstance(profile, str) else profile.name
-    return save_figure(fig_early_stopping(profile), name, "fig_early_stopping")
-
-
-__all__ = ["PRUNERS", "SearchData", "cross_fit_proba", "decisions", "fig_early_stopping", "halving_decisions",
+__all__ = ["PRUNERS", "SearchData", "cross_fit_proba", "decisions", "halving_decisions",
            "median_decisions", "reading", "read_early_stopping", "run_early_stopping", "run_population",
-           "search_data", "search_outcome", "simulate", "summarise", "threshold_decisions",
-           "write_fig_early_stopping"]
+           "search_data", "search_outcome", "simulate", "summarise", "threshold_decisions"]

@@ -7,7 +7,10 @@ Modules
 ``device``
     device resolution (auto / cpu / cuda), deterministic settings.
 ``models``
-    the authors' LeNet, AlexNet, VGG, CIFAR ResNets, torchvision ResNets.
+    the authors' LeNet, AlexNet, VGG, CIFAR ResNets, torchvision ResNets; :func:`build_model`, and
+    the models of imported runs (the zoos', torchvision's, ``package.module:function``).
+``zoo``
+    the public zoos' architectures (Model Zoos, Small CNN Zoo) as models of ours.
 ``store``
     the on-disk run store (one directory per trained network).
 ``trainer``

@@ -83,14 +83,15 @@ class DatasetInfo:
 
 class _Datasets(dict):
     """paperlib's datasets; a name it does not have may be the data of an imported population, whose
-    channels and classes its profile file declares (:mod:`paperlib.sources.profile_file`)."""
+    channels and classes its profile file declares (:mod:`paperlib.profile_files`)."""
 
     def __missing__(self, name: str) -> DatasetInfo:
-        from ..sources.profile_file import DATASETS as IMPORTED
+        from ..profile_files import dataset
 
-        if name not in IMPORTED:
+        imported = dataset(name)
+        if imported is None:
             raise KeyError(name)
-        channels, classes, size = IMPORTED[name]
+        channels, classes, size = imported
         return DatasetInfo(in_channels=channels, num_classes=classes, native_size=size)
 
 

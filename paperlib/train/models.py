@@ -43,15 +43,21 @@ keep the authors' initialisation.
 The first release of this artifact used other definitions (a padded LeNet, VGG-11 with batch
 norm, option B ResNets, He initialisation everywhere); they are gone, not kept under other names,
 because nothing in the paper or the authors' code uses them.
+
+Any other name is an imported run's model (:func:`build_imported`): a model of the public zoos
+(:mod:`paperlib.train.zoo`), a torchvision classification model, or ``package.module:function``.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .zoo import ZOO_MODELS
 
 
 def scaled(channels: int, width: float) -> int:
@@ -313,8 +319,6 @@ def build_model(model: str, num_classes: int, in_channels: int, image_size: int,
     'Linear'
     """
     if model not in MODELS:
-        from ..sources.models import build_imported, resolve  # the zoos' models, torchvision, package.module:function
-
         try:
             resolve(model)
         except ValueError as exc:
@@ -322,6 +326,50 @@ def build_model(model: str, num_classes: int, in_channels: int, image_size: int,
         return build_imported(model, num_classes, in_channels, image_size, dropout=dropout, **model_kwargs)
     return MODELS[model](num_classes=num_classes, in_channels=in_channels, image_size=image_size,
                          dropout=dropout, **model_kwargs)
+
+
+# --------------------------------------------------------------------------- imported runs' models
+def resolve(model: str) -> str:
+    """What kind of builder ``model`` names: ``"zoo"``, ``"paperlib"``, ``"torchvision"`` or ``"callable"``.
+
+    Raises ValueError naming the model when it is none of them.
+    """
+    if model in ZOO_MODELS:
+        return "zoo"
+    if model in MODELS:
+        return "paperlib"
+    if ":" in model:
+        return "callable"
+    import torchvision
+
+    if model in torchvision.models.list_models(module=torchvision.models):
+        return "torchvision"
+    raise ValueError(f"unknown model {model!r}: not one of paperlib's {sorted(MODELS)}, the zoo models "
+                     f"{sorted(ZOO_MODELS)}, a torchvision classification model, or 'package.module:function'")
+
+
+def build_imported(model: str, num_classes: int, in_channels: int, image_size: int, dropout: float = 0.0,
+                   **model_kwargs: Any) -> nn.Module:
+    """The module of an imported run (see the module docstring); the fallback of ``build_model``."""
+    kind = resolve(model)
+    if kind == "zoo":
+        return ZOO_MODELS[model](num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                                 dropout=dropout, **model_kwargs)
+    if kind == "paperlib":
+            return build_model(model, num_classes, in_channels, image_size, dropout=dropout, **model_kwargs)
+    if kind == "torchvision":
+        import torchvision
+
+        if in_channels != 3:
+            raise ValueError(f"torchvision model {model!r} takes 3 input channels, the population declares "
+                             f"{in_channels}; use a 'package.module:function' that builds your variant")
+        return torchvision.models.get_model(model, weights=None, num_classes=num_classes, **model_kwargs)
+    module_name, _, func = model.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), func)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"model {model!r}: cannot import {func!r} from {module_name!r} ({exc})") from exc
+    return fn(**model_kwargs)
 
 
 def classifier(model: nn.Module) -> nn.Linear:

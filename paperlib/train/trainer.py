@@ -76,7 +76,7 @@ import torch.nn as nn
 from .. import __version__, files, kernels, paths
 from . import data, device as dev
 from .models import build_model
-from ..profiles import Population, Profile
+from ..profile_types import Population, Profile
 from ..files import RUN_COLUMNS
 from .store import Run, RunStore, load_tensors, save_tensors
 

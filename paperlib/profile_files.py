@@ -31,7 +31,7 @@ reads a checkpoint; the importer (:mod:`paperlib.sources.importer`) does that.
     n_folds = 5
 
 Per population, with defaults by source: ``model`` and ``model_kwargs`` (a name that
-:func:`paperlib.train.models.build_model` knows, a zoo model of :mod:`paperlib.sources.models`, a
+:func:`paperlib.train.models.build_model` knows, a zoo model of :mod:`paperlib.train.zoo`, a
 torchvision model or ``package.module:function``), ``in_channels``, ``num_classes``,
 ``image_size``, ``epochs`` (the last epoch the source trained), ``group`` (``"configuration"``:
 networks that share every hyperparameter but the seed stay in one fold, the default; ``"run"``:
@@ -48,7 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import paths
+from . import paths
+from .profile_types import Grid, Population, Profile, Transfer
 
 SOURCES = ("runs", "raytune", "smallcnnzoo")
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -101,6 +102,8 @@ class ImportPlan:
         raise KeyError(f"{self.file}: no population {arch!r}")
 
 
+#: the names of the built-in profiles of :mod:`paperlib.profiles`, which a profile file may not take
+BUILTIN = frozenset({"smoke", "default", "paper"})
 #: every imported profile found, by name; files that failed to load, by path (their error)
 IMPORTED: dict[str, ImportPlan] = {}
 ERRORS: dict[str, str] = {}
@@ -128,8 +131,6 @@ def _first_run_model(folder: Path, file: Path) -> tuple[str, dict[str, Any]]:
 
 def parse(path: Path) -> ImportPlan:
     """The :class:`ImportPlan` of one profile file; :class:`ProfileFileError` names the file and the field."""
-    from ..profiles import Grid, Population, Profile, Transfer  # here: paperlib.profiles loads this module
-
     path = Path(path).resolve()
     raw = _read(path)
     name = raw.get("name") or path.stem
@@ -242,8 +243,13 @@ def load(path: Path, builtin: set[str] = frozenset()) -> ImportPlan:
     return plan
 
 
-def load_all(builtin: set[str]) -> dict[str, Profile]:
+_loaded = False  # whether load_all ran (paperlib.profiles runs it when it is imported)
+
+
+def load_all(builtin: set[str] = BUILTIN) -> dict[str, Profile]:
     """Every profile file found (:func:`candidates`), by name; files with errors go to :data:`ERRORS`."""
+    global _loaded
+    _loaded = True
     for path in candidates():
         try:
             load(path, builtin)
@@ -254,6 +260,18 @@ def load_all(builtin: set[str]) -> dict[str, Profile]:
 
 def plan_of(name: str) -> ImportPlan | None:
     """The import plan of profile ``name``, or None for a profile that is trained (01_train)."""
-    from .. import profiles  # noqa: F401  (importing it loads the profile files)
-
+    _ensure_loaded()
     return IMPORTED.get(name)
+
+
+def dataset(name: str) -> tuple[int, int, int] | None:
+    """``(in_channels, num_classes, image_size)`` of a dataset an imported population declares, or None."""
+    _ensure_loaded()
+    return DATASETS.get(name)
+
+
+def _ensure_loaded() -> None:
+    """Load the profile files once (:mod:`paperlib.profiles` does when it is imported; a process that
+    did not import it, e.g. a worker, loads them here)."""
+    if not _loaded:
+        load_all()

@@ -1,8 +1,8 @@
-"""The public zoos' architectures as models of ours, and how an imported run's module is built.
+"""The public zoos' architectures as models of ours.
 
-The names below extend :func:`paperlib.train.models.build_model` (which falls back to
-:func:`build_imported` for a name it does not know), so the run store of an imported population
-builds its modules the way a trained one does.
+The names below (:data:`ZOO_MODELS`) extend :func:`paperlib.train.models.build_model` (which falls
+back to :func:`paperlib.train.models.build_imported` for a name it does not know), so the run store
+of an imported population builds its modules the way a trained one does.
 
 ``zoo-cnn-s`` (Model Zoos, Schuerholt et al. 2022, their ``CNN``)
     ``module_list``: conv 5x5 (8) - max pool 2 - act - [dropout] - conv 5x5 (6) - max pool 2 - act
@@ -25,14 +25,13 @@ builds its modules the way a trained one does.
 ``activation`` (``relu``, ``tanh``, ``sigmoid``, ``gelu``, ``leakyrelu``, ``silu``, ``linear``)
     is a model argument that changes no weight; the graphs do not depend on it.
 
-Any other name is resolved by :func:`build_imported`: a torchvision classification model name
+Any other name is resolved by :func:`paperlib.train.models.build_imported`: a torchvision classification model name
 (``resnet18``; built with ``weights=None`` and the population's classes) or a
 ``package.module:function`` called with the population's ``model_kwargs`` only.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
 import torch
@@ -132,49 +131,3 @@ ZOO_MODELS: dict[str, Callable[..., nn.Module]] = {
     "small-cnn-zoo": _small,
 }
 
-
-def resolve(model: str) -> str:
-    """What kind of builder ``model`` names: ``"zoo"``, ``"paperlib"``, ``"torchvision"`` or ``"callable"``.
-
-    Raises ValueError naming the model when it is none of them.
-    """
-    from ..train import models
-
-    if model in ZOO_MODELS:
-        return "zoo"
-    if model in models.MODELS:
-        return "paperlib"
-    if ":" in model:
-        return "callable"
-    import torchvision
-
-    if model in torchvision.models.list_models(module=torchvision.models):
-        return "torchvision"
-    raise ValueError(f"unknown model {model!r}: not one of paperlib's {sorted(models.MODELS)}, the zoo models "
-                     f"{sorted(ZOO_MODELS)}, a torchvision classification model, or 'package.module:function'")
-
-
-def build_imported(model: str, num_classes: int, in_channels: int, image_size: int, dropout: float = 0.0,
-                   **model_kwargs: Any) -> nn.Module:
-    """The module of an imported run (see the module docstring); the fallback of ``build_model``."""
-    kind = resolve(model)
-    if kind == "zoo":
-        return ZOO_MODELS[model](num_classes=num_classes, in_channels=in_channels, image_size=image_size,
-                                 dropout=dropout, **model_kwargs)
-    if kind == "paperlib":
-        from ..train import models
-
-        return models.build_model(model, num_classes, in_channels, image_size, dropout=dropout, **model_kwargs)
-    if kind == "torchvision":
-        import torchvision
-
-        if in_channels != 3:
-            raise ValueError(f"torchvision model {model!r} takes 3 input channels, the population declares "
-                             f"{in_channels}; use a 'package.module:function' that builds your variant")
-        return torchvision.models.get_model(model, weights=None, num_classes=num_classes, **model_kwargs)
-    module_name, _, func = model.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module_name), func)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"model {model!r}: cannot import {func!r} from {module_name!r} ({exc})") from exc
-    return fn(**model_kwargs)
