@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from paperlib import paths  # noqa: E402
-from paperlib.features import sets as features  # noqa: E402
+from paperlib import features  # noqa: E402
 from paperlib.profiles import Profile, get_profile  # noqa: E402
 from paperlib.files import atomic_write_json
 from paperlib.train.store import Run, save_tensors  # noqa: E402

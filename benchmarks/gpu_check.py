@@ -635,7 +635,7 @@ def part_train_benchmark(args: argparse.Namespace, rec: PartRecord) -> None:
 
 # =========================================================================== part 3: determinism
 def part_determinism(args: argparse.Namespace, rec: PartRecord) -> None:
-    from paperlib.train import device as dev, trainer as train
+    from paperlib.train import device as dev, populations, trainer as train
     from paperlib.profiles import get_profile
     from paperlib.train.store import RunStore
     from test_paper_profile import write_cifar10
@@ -678,9 +678,9 @@ def part_determinism(args: argparse.Namespace, rec: PartRecord) -> None:
         return fn
 
     def pooled(step: dict[str, Any]) -> None:
-        df = train.train_specs(work / "pool", [(arch, spec)], workers=2, runs_per_device=2)
+        df = populations.train_specs(work / "pool", [(arch, spec)], workers=2, runs_per_device=2)
         lists["pool"], runs["pool"] = hashes(work / "pool")
-        step["workers"] = train.effective_workers(device, 2, 2)
+        step["workers"] = populations.effective_workers(device, 2, 2)
         check(step, "the run finished", set(df["status"]) <= {"finished", "diverged"})
 
     rec.step("train A (in this process)", in_process("a"))
@@ -713,7 +713,7 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
     from paperlib import paths, profiles
     from paperlib.pipeline import inputs as pipeline
     from paperlib.report import tables
-    from paperlib.train import device as dev, trainer as train
+    from paperlib.train import device as dev, populations
 
     device = dev.resolve_device(args.device)
     root = paths.ROOT
@@ -791,7 +791,7 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         overrides = call(step, "profiles.save_overrides", lambda: profiles.save_overrides("paper", shrink))
         P = profiles.get_profile("paper", **overrides)
         t0 = time.perf_counter()
-        runs = call(step, f"train.train_profile(P, networks={networks})", lambda: train.train_profile(P, networks=networks))
+        runs = call(step, f"populations.train_profile(P, networks={networks})", lambda: populations.train_profile(P, networks=networks))
         step["train_seconds"] = round(time.perf_counter() - t0, 2)
         call(step, "tables.write_table1", lambda: tables.write_table1(P, runs), optional=True)
         step["runs"] = len(runs)
@@ -828,7 +828,7 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         outputs(step, "02_graph")
 
     def s03(step: dict[str, Any]) -> None:
-        from paperlib.features import sets as features
+        from paperlib import features
 
         pipeline.require_inputs("03_features", "paper")
         P = profiles.effective_profile("paper")

@@ -191,7 +191,7 @@ def _train_sample(profile: str, keys: list[str]) -> None:
     """In a temporary root (``PAPERLIB_ROOT``): train the runs of ``keys`` and write their runs.csv and
     snapshots.csv there. Run as ``python -m paperlib.verify --train-keys ...``."""
     from . import files
-    from .train import trainer as train
+    from .train import populations, trainer as train
     from .profiles import effective_profile
     from .train.store import spec_key
 
@@ -202,9 +202,9 @@ def _train_sample(profile: str, keys: list[str]) -> None:
         raise SystemExit(f"verify: no specification of profile {profile!r} has the committed keys {unknown[:3]}: "
                          "the code that trained the committed networks is not this code")
     pairs = [by_key[k] for k in keys]
-    df = train.train_specs(paths.runs_dir(profile), pairs, workers=P.workers, checksums=True)
+    df = populations.train_specs(paths.runs_dir(profile), pairs, workers=P.workers, checksums=True)
     files.write_table(profile, "runs.csv", df)
-    files.write_table(profile, "snapshots.csv", train.snapshot_index(paths.runs_dir(profile), pairs))
+    files.write_table(profile, "snapshots.csv", populations.snapshot_index(paths.runs_dir(profile), pairs))
 
 
 def check_training(profile: str, per_arch: int, seed: int, work: Path, log: Path) -> tuple[list[Check], Path]:

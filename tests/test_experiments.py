@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from paperlib.evaluate import evaluation, experiments
-from paperlib.features import sets as features
+from paperlib import features
 from paperlib import paths
 from paperlib.features.signatures import TemporalSignature
 from conftest import write_result

@@ -11,7 +11,7 @@ import scipy.stats
 import torch
 from torch import nn
 
-from paperlib.features import sets as features
+from paperlib import features
 from paperlib import paths
 from paperlib.profiles import Grid, Population, Profile, Transfer, get_profile
 from paperlib.features.signatures import aggregate

@@ -39,10 +39,10 @@ def test_diverged_is_read_one_way_everywhere(results):
     files.write_table("p", "runs.csv", _runs())
     runs = files.read_runs("p")
     assert runs["diverged"].dtype == bool and runs["diverged"].tolist() == [False, True, True, False]
-    from paperlib.features import sets as features
     from paperlib.evaluate import timing
+    from paperlib.features import population
 
-    assert features._diverged_column(runs).tolist() == [False, True, True, False]
+    assert population._diverged_column(runs).tolist() == [False, True, True, False]
     assert timing._is_diverged(runs).tolist() == [False, True, True, False]
 
 

@@ -17,7 +17,7 @@ EPOCHS = 3
 
 def test_live_features_equal_the_pipeline_snapshot_features(tmp_path):
     from paperlib.graph import temporal
-    from paperlib.train import trainer as train
+    from paperlib.train import populations, trainer as train
     from paperlib.profiles import get_profile
     from paperlib.train.store import Run
 
@@ -46,9 +46,9 @@ def test_live_features_equal_the_pipeline_snapshot_features(tmp_path):
     # ... and equal to the cached feature arrays of the features step (epochs 0..2 of this run)
     import pandas as pd
 
-    from paperlib.features import sets as features
+    from paperlib import features
 
-    runs = pd.DataFrame([train._row(pop.arch, spec, run.meta(), run.key)])
+    runs = pd.DataFrame([populations._row(pop.arch, spec, run.meta(), run.key)])
     feats, _ = features.compute_population(pop, runs, tmp_path, ("deg", "evec", "learning-curve"))
     A = np.concatenate([feats.arrays[n][0] for n in ("deg", "evec", "learning-curve")], axis=1)
     assert A.shape == (3, 11) and feats.alive(2).all()

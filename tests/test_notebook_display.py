@@ -77,7 +77,7 @@ def _tiny_spec(**over) -> dict:
 
 
 def test_training_summary_counts_trained_resumed_retrained_and_skipped(tmp_path):
-    from paperlib.train import trainer as train
+    from paperlib.train import populations, trainer as train
     from paperlib.train.store import RunStore
 
     a, b, c = _tiny_spec(seed=1), _tiny_spec(seed=2), _tiny_spec(seed=3)
@@ -89,7 +89,7 @@ def test_training_summary_counts_trained_resumed_retrained_and_skipped(tmp_path)
 
     with pytest.raises(train.RunInterrupted):
         train.train_run(tmp_path, b, on_epoch_end=kill_after_1)  # resumed
-    runs = train.train_specs(tmp_path, [("LeNet", a), ("LeNet", b), ("AlexNet", c)], workers=1)
+    runs = populations.train_specs(tmp_path, [("LeNet", a), ("LeNet", b), ("AlexNet", c)], workers=1)
     assert sorted(runs.attrs["training"]["actions"].values()) == ["resumed", "skipped", "trained"]
     md = render.training_summary(runs).data
     assert "3 networks: 1 trained, 1 resumed" in md and "1 skipped" in md and "min wall time" in md
@@ -97,7 +97,7 @@ def test_training_summary_counts_trained_resumed_retrained_and_skipped(tmp_path)
     snap = RunStore(tmp_path).run(a).snapshot_path(2)
     snap.write_bytes(snap.read_bytes()[:50])
     with pytest.warns(UserWarning):
-        again = train.train_specs(tmp_path, [("LeNet", a), ("LeNet", b)], workers=1)
+        again = populations.train_specs(tmp_path, [("LeNet", a), ("LeNet", b)], workers=1)
     assert sorted(again.attrs["training"]["actions"].values()) == ["retrained", "skipped"]
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from paperlib.stopping.predictor import RunPredictor
-from paperlib.stopping.pruning import (SearchData, cross_fit_proba, halving_decisions, median_decisions, search_outcome,
-                              simulate, summarise, threshold_decisions)
+from paperlib.stopping.search import (SearchData, cross_fit_proba, halving_decisions, median_decisions, search_outcome,
+                                      simulate, summarise, threshold_decisions)
 
 from conftest import write_result
 

@@ -342,7 +342,7 @@ def test_ragged_and_nonfinite_runs_are_decided_not_filled(own_runs, in_root, tmp
     assert runs.loc["run1", "epochs_trained"] == 1 and not runs.loc["run1", "diverged"]
     assert runs.loc["run2", "diverged"] and runs.loc["run2", "diverged_epoch"] == 3
     assert runs.loc["run0", "epochs_trained"] == EPOCHS
-    from paperlib.features.sets import PopulationFeatures  # the horizon the evaluation applies
+    from paperlib.features.population import PopulationFeatures  # the horizon the evaluation applies
 
     feats = PopulationFeatures("LeNet", "digits16", runs.index.to_numpy(), runs["final_acc"].to_numpy(),
                                runs["diverged"].to_numpy(), runs["epochs_trained"].to_numpy(), 30.0, 3, {}, {},

@@ -34,9 +34,10 @@ from typing import Any
 import pandas as pd
 
 from .. import files
-from .evaluation import (CLASSIFIERS, ROW_KEYS, Plan, Skip, Task, make_search, protocol as eval_protocol,  # noqa: F401
-                         run_tasks, signature_step, usable_ts)
-from ..features.sets import COMBINED, SIZE_AWARE_SETS, PopulationFeatures, feature_set, load_population
+from .evaluation import ROW_KEYS, Plan, Skip, Task, run_tasks, usable_ts
+from .tuning import protocol as eval_protocol
+from ..features.sets import COMBINED, SIZE_AWARE_SETS, feature_set
+from ..features.population import PopulationFeatures, load_population
 from ..files import Q1_COLUMNS, Q2_COLUMNS, SKIP_COLUMNS, update_metrics
 from ..profile_types import Profile
 

@@ -9,10 +9,14 @@ Modules
 -------
 ``tracing``
     tracing and input-shape guessing.
+``values``
+    what the walker computes: incidences, flows, the weighted layers; the errors it raises.
+``routing``
+    the routing kinds (weighted, elementwise, data movement, pooling, reduction): which module
+    types and callables fall in each.
 ``flow``
-    the interpreter over values and its routing classes (weighted, elementwise, data
-    movement, pooling, reduction); what it cannot follow is refused with the module's
-    qualified name and type, the operation and the construct.
+    :class:`FlowWalker`, the interpreter over values; what it cannot follow is refused with the
+    module's qualified name and type, the operation and the construct.
 ``plan``
     :class:`GraphPlan`: the layers of an architecture, their input incidences and the edge
     rules of the rolled graph, computed once and applied to any snapshot;
@@ -32,7 +36,7 @@ Modules
     the run store).
 """
 
-from .flow import SUPPORTED, UnsupportedGraphError
+from .values import SUPPORTED, UnsupportedGraphError
 from .centrality import eigenvector_centrality, weighted_degree
 from .plan import GraphPlan, rolled_graph, unrolled_graph
 from .rolled import RolledGraph, stack_rolled

@@ -17,7 +17,8 @@ import scipy.sparse as sp
 import torch
 import torch.nn as nn
 
-from .flow import FlowWalker, Incidence, InputShapeError, Layer
+from .flow import FlowWalker
+from .values import Incidence, InputShapeError, Layer
 from .rolled import RolledGraph, build_rolled
 from .tracing import infer_input_shape, symbolic_trace
 from .unrolled import UnrolledGraph

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from scipy.sparse.linalg import LinearOperator
 
-from .flow import Incidence, Layer, UnsupportedGraphError
+from .values import Incidence, Layer, UnsupportedGraphError
 from .rolled import csr_bytes
 
 __all__ = ["UnrolledGraph", "DEFAULT_MAX_BYTES"]

@@ -23,7 +23,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 
 from .. import files, paths
-from ..stopping.pruning import PRUNER_LABELS, PRUNERS, read_early_stopping
+from ..stopping.pruning import read_early_stopping
+from ..stopping.search import PRUNER_LABELS, PRUNERS
 from ..profiles import as_profile
 from ..profile_types import Profile
 from .render import CLASSIFIER_LABELS, DATASET_LABELS

@@ -172,7 +172,7 @@ def write_run(store: RunStore, ip: ImportedPopulation, ref: RunRef, rec: RunReco
 
 
 def _row(arch: str, spec_like: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
-    from ..train.trainer import _row as train_row
+    from ..train.populations import _row as train_row
 
     return train_row(arch, spec_like, meta, meta["key"])
 

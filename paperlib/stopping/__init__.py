@@ -7,8 +7,11 @@ Modules
 ``hooks``
     the predictor in your own training: PyTorch (:class:`EarlyStopper`), Lightning and Optuna
     (``hooks.LightningEarlyStopping``, ``hooks.GraphSignaturePruner``, built on first use).
+``search``
+    a simulated hyperparameter search with pruners (ours, Optuna's median and halving), cross-fitted.
 ``pruning``
-    the simulated hyperparameter search with pruners (07); :func:`predictor_path`.
+    step 07: the searches on every population of a profile, their files and reading;
+    :func:`predictor_path`.
 """
 
 from .hooks import EarlyStopper, GraphFeatures, epoch_features

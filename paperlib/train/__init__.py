@@ -14,7 +14,9 @@ Modules
 ``store``
     the on-disk run store (one directory per trained network).
 ``trainer``
-    populations of networks, snapshots after every epoch.
+    one run: its specification, training with a snapshot after every epoch, resuming, checking.
+``populations``
+    every run of a profile, in parallel (a process pool or Dask); ``runs.csv``.
 
 Nothing is imported here: ``paperlib.train.data`` is read by modules that must not load the trainer.
 """
