@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from paperlib.evaluate import evaluation, stats, tuning
+from paperlib.evaluate import evaluation, experiments, stats, tuning
 from paperlib.features.population import PopulationFeatures
 from paperlib.features.signatures import TemporalSignature
 
@@ -49,7 +49,7 @@ def _layout(n_configs: int = 20, twins: int = 2, epochs: int = 4, width: int = 3
 def test_fast_tuning_equals_gridsearchcv_with_the_same_grouped_splits(classifier):
     X, y, groups = _layout()
     train, test = np.arange(30), np.arange(30, 40)
-    search = tuning.make_search("deg", t=3, mode="wavg", classifier=classifier, width=3, seed=7)
+    search = tuning.make_search(True, t=3, mode="wavg", classifier=classifier, width=3, seed=7)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # GridSearchCV's own MLP convergence warnings, if any
         search.fit(X[train], y[train], groups=groups[train])
@@ -149,7 +149,7 @@ def test_a_stopped_or_diverged_network_never_enters_the_evaluation_at_t(monkeypa
         return real(Z, y, groups, final_acc, classifier, seed, n_folds, counter)
 
     monkeypatch.setattr(evaluation, "nested_cv", spy)
-    task = evaluation.Task("q1", "q1", (f,), None, "deg", "plain", "svm", (1, 2, 3, 4), (0,), 3)
+    task = evaluation.Task("q1", "q1", (experiments.networks(f, "deg"),), None, "deg", "plain", "svm", (1, 2, 3, 4), (0,), 3)
     rows = evaluation.run_task(task)
     assert [r["t"] for r in rows] == [1, 2, 3, 4]
     for r in rows:
@@ -164,7 +164,8 @@ def test_a_stopped_or_diverged_network_never_enters_the_evaluation_at_t(monkeypa
     poisoned = _population_with_stops()
     for i in np.flatnonzero(~poisoned.alive(2)):
         poisoned.arrays["deg"][i] = 1e6
-    again = evaluation.run_task(evaluation.Task("q1", "q1", (poisoned,), None, "deg", "plain", "svm", (2,), (0,), 3))
+    again = evaluation.run_task(evaluation.Task("q1", "q1", (experiments.networks(poisoned, "deg"),), None, "deg", "plain",
+                                                 "svm", (2,), (0,), 3))
     assert again[0]["accuracy"] == rows[1]["accuracy"] and again[0]["params"] == rows[1]["params"]
 
 

@@ -142,3 +142,11 @@ def test_every_subpackage_init_maps_its_files():
             if py.stem not in {"__init__", "__main__"} and f"``{py.stem}``" not in doc:
                 problems.append(f"{module_name(init)}: docstring does not name ``{py.stem}``")
     assert problems == []
+
+
+def test_the_evaluator_reads_arrays_not_feature_objects():
+    """evaluation and tuning receive what they evaluate (:class:`~paperlib.evaluate.evaluation.Networks`);
+    of the features they import only the signature transformers (the first step of the model)."""
+    g = graph()
+    for m in ("paperlib.evaluate.evaluation", "paperlib.evaluate.tuning"):
+        assert {t for t in g[m] if t.startswith("paperlib.features")} <= {"paperlib.features.signatures"}, m

@@ -8,12 +8,16 @@ of ``ts`` and every seed of ``seeds``:
 
 The protocol, stated once:
 
-* **Information horizon.** At ``t`` only the networks alive at ``t``
-  (:meth:`paperlib.features.sets.PopulationFeatures.alive`) are used, for training and for
+* **Input.** The evaluator sees arrays only (:class:`Networks`: one population's feature
+  matrix for one feature set, labels, configurations, final accuracies and who is alive at
+  every ``t``); the feature sets themselves are :mod:`paperlib.features`, which
+  :mod:`paperlib.evaluate.experiments` turns into :class:`Networks`.
+* **Information horizon.** At ``t`` only the networks alive at ``t`` (``Networks.alive[:, t]``,
+  from :meth:`paperlib.features.population.PopulationFeatures.alive`) are used, for training and for
   testing; the others (diverged at or before ``t``, stopped before ``t``) were decided
   before ``t`` and are counted in ``n_decided``.
 * **Grouped folds.** Networks of one configuration (every hyperparameter but the seed,
-  :attr:`PopulationFeatures.groups`) stay in one fold, in the outer and in the inner
+  ``Networks.groups``) stay in one fold, in the outer and in the inner
   (tuning) splits: :class:`sklearn.model_selection.StratifiedGroupKFold` with
   ``shuffle=True`` and the repetition's seed. In Q2 the groups of different populations
   are distinct.
@@ -42,7 +46,6 @@ from scipy.stats import spearmanr
 from threadpoolctl import threadpool_limits
 
 from .. import kernels
-from ..features.population import PopulationFeatures
 from .tuning import (INNER_FOLDS, FitCounter, _fmt_params, balanced_accuracy, grouped_splits, n_signature_features,
                      signature_step, tune_and_fit)
 
@@ -87,15 +90,44 @@ def nested_cv(Z: np.ndarray, y: np.ndarray, groups: np.ndarray, final_acc: np.nd
         "fold_sizes": ";".join(fold_n)}
 
 
-# --------------------------------------------------------------------------- tasks
+# --------------------------------------------------------------------------- what is evaluated
+@dataclass(frozen=True)
+class Networks:
+    """One population as the evaluator sees it, for one feature set: arrays only.
+
+    ``X`` is ``(n_runs, n_epochs * width)``, ``width`` values per epoch from epoch 0 on (the input
+    layout of the signature transformers), NaN where a run has no snapshot; ``temporal`` says whether
+    the features of epochs ``1..t`` are read (a temporal signature) or those of epoch ``t`` alone.
+    ``y`` is 1 for a "high" network, ``groups`` the configuration of every run (seed twins share
+    one), ``final_acc`` the final test accuracy, and ``alive[:, t]`` marks the networks inside the
+    information horizon at epoch ``t``.
+    """
+
+    arch: str
+    dataset: str
+    threshold: float
+    keys: np.ndarray
+    X: np.ndarray
+    width: int
+    temporal: bool
+    y: np.ndarray
+    groups: np.ndarray
+    final_acc: np.ndarray
+    alive: np.ndarray  # (n_runs, n_epochs) booleans
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.keys)
+
+
 @dataclass(frozen=True)
 class Task:
     """One feature set x mode x classifier: Q1 (``test is None``, CV in ``train[0]``) or Q2 (train -> test)."""
 
     experiment: str  # "q1" or "q2"
     name: str  # "q1" or the transfer's name
-    train: tuple[PopulationFeatures, ...]
-    test: PopulationFeatures | None
+    train: tuple[Networks, ...]
+    test: Networks | None
     feature_set: str
     mode: str
     classifier: str
@@ -155,7 +187,7 @@ def usable_ts(task_like: Task) -> tuple[list[int], list[tuple[int, str]]]:
             counts = np.bincount(y, minlength=2)
             if counts.min() < 2:
                 why = f"the training populations have {counts[1]} high / {counts[0]} low networks alive at t={t}"
-            elif not task_like.test.alive(t).any():
+            elif not task_like.test.alive[:, t].any():
                 why = f"no network of {task_like.test.arch} is alive at t={t}"
         (bad.append((t, why)) if why else ok.append(t))
     return ok, bad
@@ -164,8 +196,8 @@ def usable_ts(task_like: Task) -> tuple[list[int], list[tuple[int, str]]]:
 def _training_data(task: Task, t: int):
     ys, gs, fins, masks, offset = [], [], [], [], 0
     for f in task.train:
-        m = f.alive(t)
-        ys.append(f.labels[m])
+        m = f.alive[:, t]
+        ys.append(f.y[m])
         gs.append(f.groups[m] + offset)
         fins.append(f.final_acc[m])
         masks.append(m)
@@ -174,12 +206,11 @@ def _training_data(task: Task, t: int):
             sum(int((~m).sum()) for m in masks))
 
 
-def _transform(task: Task, f: PopulationFeatures, mask: np.ndarray, t: int) -> np.ndarray:
-    X = f.matrix(task.feature_set)[mask]
-    step = signature_step(task.feature_set, t, task.mode, f.width(task.feature_set), task.alpha,
-                          task.include_epoch0)
+def _transform(task: Task, f: Networks, mask: np.ndarray, t: int) -> np.ndarray:
+    X = f.X[mask]
+    step = signature_step(f.temporal, t, task.mode, f.width, task.alpha, task.include_epoch0)
     Z = step.fit_transform(X) if len(X) else np.zeros((0, n_signature_features(
-        task.feature_set, t, f.width(task.feature_set), task.include_epoch0)))
+        f.temporal, t, f.width, task.include_epoch0)))
     if not np.isfinite(Z).all():
         bad = np.asarray(f.keys)[mask][~np.isfinite(Z).all(axis=1)]
         raise ValueError(f"{f.arch}: non-finite {task.feature_set} features at t={t} for alive run(s) "
@@ -210,9 +241,9 @@ def run_task(task: Task) -> list[dict[str, Any]]:
             y, groups, final_acc, masks, n_decided_train = _training_data(task, t)
             Z = np.concatenate([_transform(task, f, m, t) for f, m in zip(task.train, masks)])
             if task.test is not None:
-                m_te = task.test.alive(t)
+                m_te = task.test.alive[:, t]
                 Z_te = _transform(task, task.test, m_te, t)
-                y_te = task.test.labels[m_te]
+                y_te = task.test.y[m_te]
             for seed in task.seeds:
                 counter = FitCounter()
                 if task.test is None:

@@ -31,10 +31,11 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .. import files
-from .evaluation import ROW_KEYS, Plan, Skip, Task, run_tasks, usable_ts
+from .evaluation import ROW_KEYS, Networks, Plan, Skip, Task, run_tasks, usable_ts
 from .tuning import protocol as eval_protocol
 from ..features.sets import COMBINED, SIZE_AWARE_SETS, feature_set
 from ..features.population import PopulationFeatures, load_population
@@ -129,7 +130,8 @@ def plan(profile: Profile, experiment: str, full: bool = False,
                     if not ts:
                         skip("no trained epoch available")
                         continue
-                    task = Task(experiment, name_, train, test, fs, mode, clf,
+                    task = Task(experiment, name_, tuple(networks(f, fs) for f in train),
+                                networks(test, fs) if test is not None else None, fs, mode, clf,
                                 tuple(_ts_for(clf, mode, fs, ts, full)), tuple(profile.fold_seeds),
                                 profile.n_folds, profile.alpha, profile.include_epoch0)
                     ok, bad = usable_ts(task)
@@ -138,6 +140,13 @@ def plan(profile: Profile, experiment: str, full: bool = False,
                     if ok:
                         out.tasks.append(Task(**{**task.__dict__, "ts": tuple(ok)}))
     return out
+
+
+def networks(f: PopulationFeatures, name: str) -> Networks:
+    """What the evaluator reads of population ``f`` for feature set ``name``: arrays only."""
+    return Networks(arch=f.arch, dataset=f.dataset, threshold=f.threshold, keys=f.keys, X=f.matrix(name),
+                    width=f.width(name), temporal=feature_set(name).temporal, y=f.labels, groups=f.groups,
+                    final_acc=f.final_acc, alive=np.stack([f.alive(t) for t in range(f.t_available + 1)], axis=1))
 
 
 def _skipped_frame(skipped: list[Skip]) -> pd.DataFrame:

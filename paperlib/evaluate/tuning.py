@@ -41,7 +41,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from ..features.sets import feature_set
 from ..features.signatures import SnapshotAt, TemporalSignature
 
 try:  # the routine SVC itself calls; see _BinarySVC
@@ -107,18 +106,18 @@ def protocol() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the model as scikit-learn objects
-def signature_step(name: str, t: int, mode: str, width: int, alpha: float = 0.5, include_epoch0: bool = False):
-    """The signature transformer of feature set ``name`` at ``t`` (a ``SnapshotAt`` for the baselines)."""
-    fs = feature_set(name)
-    if fs.temporal:
+def signature_step(temporal: bool, t: int, mode: str, width: int, alpha: float = 0.5, include_epoch0: bool = False):
+    """The signature transformer at ``t``: a ``TemporalSignature`` of epochs ``1..t`` for a temporal feature set,
+    else a ``SnapshotAt`` of epoch ``t`` (the baselines)."""
+    if temporal:
         return TemporalSignature(t=t, mode=mode, alpha=alpha, include_epoch0=include_epoch0, width=width)
     if mode != "plain":
-        raise ValueError(f"feature set {name!r} has only the 'plain' mode")
+        raise ValueError(f"a feature set of one epoch has only the 'plain' mode, not {mode!r}")
     return SnapshotAt(t=t, width=width)
 
 
-def n_signature_features(name: str, t: int, width: int, include_epoch0: bool = False) -> int:
-    if not feature_set(name).temporal:
+def n_signature_features(temporal: bool, t: int, width: int, include_epoch0: bool = False) -> int:
+    if not temporal:
         return width
     return width * (t + (1 if include_epoch0 else 0))
 
@@ -146,18 +145,18 @@ def grouped_splits(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) 
     return _SPLITS[key]
 
 
-def make_search(name: str, t: int, mode: str, classifier: str, width: int, seed: int = 0,
+def make_search(temporal: bool, t: int, mode: str, classifier: str, width: int, seed: int = 0,
                 alpha: float = 0.5, include_epoch0: bool = False, inner_folds: int = INNER_FOLDS) -> GridSearchCV:
     """The tuned model as a scikit-learn object; fit it with ``groups=`` (the configurations).
 
     ``Pipeline(signature, StandardScaler, classifier)`` in a ``GridSearchCV`` over the grid of
     :data:`CLASSIFIERS`, scored by balanced accuracy on grouped inner folds. Its input is a
-    feature matrix of :meth:`PopulationFeatures.matrix` layout.
+    feature matrix of ``Networks.X`` layout (:class:`paperlib.evaluate.evaluation.Networks`).
     """
     spec = CLASSIFIERS[classifier]
-    pipe = Pipeline([("signature", signature_step(name, t, mode, width, alpha, include_epoch0)),
+    pipe = Pipeline([("signature", signature_step(temporal, t, mode, width, alpha, include_epoch0)),
                      ("scale", StandardScaler()), ("clf", spec.estimator(seed))])
-    d = n_signature_features(name, t, width, include_epoch0)
+    d = n_signature_features(temporal, t, width, include_epoch0)
     grid = [{f"clf__{k}": [v] for k, v in p.items()} for p in spec.grid_points(d)]
     return GridSearchCV(pipe, grid, cv=inner_cv(seed, inner_folds), scoring=SELECTION_METRIC)
 
