@@ -2,7 +2,7 @@
 largest t, per architecture.
 
 With a trained profile (``results/<profile>/runs.csv`` and the centralities cached by
-``temporal.compute_profile``) it times :func:`paperlib.features.sets.compute_population` on the real
+``temporal.compute_profile``) it times :func:`paperlib.features.population.compute_population` on the real
 run store, one feature set at a time (each reading its own source: the centralities, the
 snapshots, or the run's history). Without one, it builds a synthetic store in a temporary folder:
 freshly initialised networks of every population (so the last layers and rolled-graph sizes are

@@ -371,7 +371,7 @@ def show_table2(profile: Any, t2: pd.DataFrame | None = None):
 
 
 def training_summary(runs: pd.DataFrame):
-    """What a call of :func:`paperlib.train.trainer.train_profile` did, per population, for a notebook.
+    """What a call of :func:`paperlib.train.populations.train_profile` did, per population, for a notebook.
 
     One Markdown line (networks trained, resumed, retrained and skipped; wall time) and a table
     per population with the summed training time of the networks trained this time.

@@ -86,7 +86,7 @@ def as_array(X: Any, width: int) -> np.ndarray:
 def population_array(feats: Any, feature_sets: Sequence[str]) -> np.ndarray:
     """The per-epoch features of ``feature_sets`` side by side: ``(n_runs, n_epochs, sum of widths)``.
 
-    ``feats`` is a :class:`paperlib.features.sets.PopulationFeatures` (or anything with ``arrays``).
+    ``feats`` is a :class:`paperlib.features.population.PopulationFeatures` (or anything with ``arrays``).
     """
     missing = [n for n in feature_sets if n not in feats.arrays]
     if missing:
@@ -341,7 +341,7 @@ class RunPredictor(ClassifierMixin, BaseEstimator):
 def alive_matrix(feats: Any) -> np.ndarray:
     """``(n_runs, n_epochs)`` booleans: run still training with finite weights at each epoch.
 
-    Uses ``feats.alive(t)`` (:class:`paperlib.features.sets.PopulationFeatures`) when it exists, else
+    Uses ``feats.alive(t)`` (:class:`paperlib.features.population.PopulationFeatures`) when it exists, else
     the epochs trained and the finiteness of the cached arrays.
     """
     n, n_epochs = len(feats.keys), next(iter(feats.arrays.values())).shape[1]

@@ -120,7 +120,7 @@ def groups_from_runs(profile: str, keys: Sequence[str]) -> np.ndarray:
 
 
 def search_data(feats: Any) -> SearchData:
-    """:class:`SearchData` of a :class:`paperlib.features.sets.PopulationFeatures` (needs ``learning-curve``)."""
+    """:class:`SearchData` of a :class:`paperlib.features.population.PopulationFeatures` (needs ``learning-curve``)."""
     curve = population_array(feats, ("learning-curve",))[:, :, 0]
     return SearchData(curves=curve, alive=alive_matrix(feats), final_acc=np.asarray(feats.final_acc, float),
                       labels=np.asarray(feats.labels, int), epochs_trained=np.asarray(feats.epochs_trained, int),
