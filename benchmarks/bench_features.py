@@ -2,7 +2,7 @@
 largest t, per architecture.
 
 With a trained profile (``results/<profile>/runs.csv`` and the centralities cached by
-``temporal.compute_profile``) it times :func:`paperlib.features.compute_population` on the real
+``temporal.compute_profile``) it times :func:`paperlib.features.population.compute_population` on the real
 run store, one feature set at a time (each reading its own source: the centralities, the
 snapshots, or the run's history). Without one, it builds a synthetic store in a temporary folder:
 freshly initialised networks of every population (so the last layers and rolled-graph sizes are
@@ -30,10 +30,11 @@ import paperlib  # noqa: E402,F401  first: it pins the CPU kernels before numpy 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from paperlib import features, paths  # noqa: E402
+from paperlib import paths  # noqa: E402
+from paperlib import features  # noqa: E402
 from paperlib.profiles import Profile, get_profile  # noqa: E402
 from paperlib.files import atomic_write_json
-from paperlib.store import Run, save_tensors  # noqa: E402
+from paperlib.train.store import Run, save_tensors  # noqa: E402
 
 
 def _has_real_store(profile: Profile) -> bool:
@@ -47,7 +48,8 @@ def _has_real_store(profile: Profile) -> bool:
 def _synthetic_store(profile: Profile, root: Path, n_networks: int) -> tuple[pd.DataFrame, dict[str, int]]:
     import torch
 
-    from paperlib import data, graph, models
+    from paperlib.train import data, models
+    from paperlib import graph
 
     rows, nodes = [], {}
     for pop in profile.populations:

@@ -40,7 +40,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from paperlib import centrality, graph, models  # noqa: E402
+from paperlib import graph  # noqa: E402
+from paperlib.graph import centrality  # noqa: E402
+from paperlib.train import models  # noqa: E402
 
 
 MAX_ITER = 10_000

@@ -28,7 +28,8 @@ CODE = Path(__file__).resolve().parents[1]
 _TRAIN = r"""
 import json, sys, tempfile, time
 from pathlib import Path
-from paperlib import kernels, profiles, train
+from paperlib import kernels, profiles
+from paperlib.train import trainer as train
 epochs, networks = int(sys.argv[1]), int(sys.argv[2])
 P = profiles.get_profile("default")
 out = {"isa": kernels.isa_class()}
@@ -44,7 +45,8 @@ print(json.dumps(out))
 
 _EVAL = r"""
 import json, sys, time
-from paperlib import evaluation, kernels  # first: the pin precedes numpy
+from paperlib.evaluate import evaluation
+from paperlib import kernels  # first: the pin precedes numpy
 import numpy as np
 repeats = int(sys.argv[1])
 rng = np.random.default_rng(0)

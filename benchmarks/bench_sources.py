@@ -39,7 +39,7 @@ def write_big(folder: Path, rows: int, sample: int) -> None:
     import torch
 
     from paperlib.sources import smallcnnzoo
-    from paperlib.sources.models import SmallCNN
+    from paperlib.train.zoo import SmallCNN
 
     folder.mkdir(parents=True, exist_ok=True)
     n_nets = rows // len(STEPS)

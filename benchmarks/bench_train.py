@@ -9,9 +9,9 @@ shape (digits-shaped for ``default``/``smoke``, CIFAR-10-shaped 3x32x32 and Tiny
 3x64x64 for ``paper``; nothing is read from disk) in two ways, with the profile's batch size:
 
 ``ours``
-    the trainer's own code (:func:`paperlib.train._train_epoch` and :func:`paperlib.train.evaluate`
-    on a :class:`paperlib.data.TensorData` on the device: one tensor, augmentation and
-    normalisation on the device), under :func:`paperlib.device.run_context` (the profile's
+    the trainer's own code (:func:`paperlib.train.trainer._train_epoch` and :func:`paperlib.train.trainer.evaluate`
+    on a :class:`paperlib.train.data.TensorData` on the device: one tensor, augmentation and
+    normalisation on the device), under :func:`paperlib.train.device.run_context` (the profile's
     threads, deterministic algorithms) and the profile's precision, plus one snapshot write;
 ``reference``
     a loop written the authors' way: a ``torchvision`` dataset of PIL images with per-image
@@ -51,7 +51,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from paperlib import data, device as dev, train  # noqa: E402
+from paperlib.train import data, device as dev, trainer as train  # noqa: E402
 from paperlib.profiles import PROFILES  # noqa: E402
 
 EPOCH_SIZES = {"digits": (1437, 360), "cifar10": (50_000, 10_000),

@@ -269,8 +269,8 @@ def _bench_train() -> Any:
 
 
 def _figures() -> Any:
-    """``paperlib.figures`` (imports seaborn: a missing seaborn raises ModuleNotFoundError here)."""
-    from paperlib import figures
+    """``paperlib.report.figures`` (imports seaborn: a missing seaborn raises ModuleNotFoundError here)."""
+    from paperlib.report import figures
 
     return figures
 
@@ -427,7 +427,7 @@ def _timed_training(task: dict[str, Any], barrier: Any, device: str) -> dict[str
     import torch
 
     bt = _bench_train()
-    from paperlib import data, device as dev, train
+    from paperlib.train import data, device as dev, trainer as train
     from paperlib.profiles import PROFILES
 
     profile = PROFILES["paper"]
@@ -544,7 +544,7 @@ def part_train_benchmark(args: argparse.Namespace, rec: PartRecord) -> None:
     import torch
 
     bt = _bench_train()
-    from paperlib import device as dev
+    from paperlib.train import device as dev
     from paperlib.profiles import PROFILES
 
     device = dev.resolve_device(args.device)
@@ -635,9 +635,9 @@ def part_train_benchmark(args: argparse.Namespace, rec: PartRecord) -> None:
 
 # =========================================================================== part 3: determinism
 def part_determinism(args: argparse.Namespace, rec: PartRecord) -> None:
-    from paperlib import device as dev, train
+    from paperlib.train import device as dev, populations, trainer as train
     from paperlib.profiles import get_profile
-    from paperlib.store import RunStore
+    from paperlib.train.store import RunStore
     from test_paper_profile import write_cifar10
 
     _ensure_tqdm(rec.data["notes"])
@@ -678,9 +678,9 @@ def part_determinism(args: argparse.Namespace, rec: PartRecord) -> None:
         return fn
 
     def pooled(step: dict[str, Any]) -> None:
-        df = train.train_specs(work / "pool", [(arch, spec)], workers=2, runs_per_device=2)
+        df = populations.train_specs(work / "pool", [(arch, spec)], workers=2, runs_per_device=2)
         lists["pool"], runs["pool"] = hashes(work / "pool")
-        step["workers"] = train.effective_workers(device, 2, 2)
+        step["workers"] = populations.effective_workers(device, 2, 2)
         check(step, "the run finished", set(df["status"]) <= {"finished", "diverged"})
 
     rec.step("train A (in this process)", in_process("a"))
@@ -710,7 +710,10 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
 
     import test_paper_profile as tpp
     from conftest import make_root
-    from paperlib import device as dev, paths, pipeline, profiles, tables, train
+    from paperlib import paths, profiles
+    from paperlib.pipeline import inputs as pipeline
+    from paperlib.report import tables
+    from paperlib.train import device as dev, populations
 
     device = dev.resolve_device(args.device)
     root = paths.ROOT
@@ -746,7 +749,7 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         """The pipeline's own check of a step's declared outputs (less those of skipped calls)."""
         missing_outputs = getattr(pipeline, "_missing_outputs", None)
         if missing_outputs is None:
-            check(step, "the pipeline's output check (paperlib.pipeline._missing_outputs) is available", False,
+            check(step, "the pipeline's output check (paperlib.pipeline.inputs._missing_outputs) is available", False,
                   required=False)
             return
         missing = missing_outputs(name, "paper")
@@ -788,7 +791,7 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         overrides = call(step, "profiles.save_overrides", lambda: profiles.save_overrides("paper", shrink))
         P = profiles.get_profile("paper", **overrides)
         t0 = time.perf_counter()
-        runs = call(step, f"train.train_profile(P, networks={networks})", lambda: train.train_profile(P, networks=networks))
+        runs = call(step, f"populations.train_profile(P, networks={networks})", lambda: populations.train_profile(P, networks=networks))
         step["train_seconds"] = round(time.perf_counter() - t0, 2)
         call(step, "tables.write_table1", lambda: tables.write_table1(P, runs), optional=True)
         step["runs"] = len(runs)
@@ -808,7 +811,8 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         outputs(step, "01_train")
 
     def s02(step: dict[str, Any]) -> None:
-        from paperlib import graph, temporal
+        from paperlib import graph
+        from paperlib.graph import temporal
 
         pipeline.require_inputs("02_graph", "paper")
         P = profiles.effective_profile("paper")
@@ -832,7 +836,8 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         outputs(step, "03_features")
 
     def s04(step: dict[str, Any]) -> None:
-        from paperlib import experiments, published, readings
+        from paperlib.evaluate import experiments
+        from paperlib.report import readings
 
         pipeline.require_inputs("04_q1", "paper")
         P = profiles.effective_profile("paper")
@@ -840,14 +845,15 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         call(step, "tables.write_table2", lambda: tables.write_table2(P), optional=True)
         call(step, "figures.fig3", lambda: _figures().fig3(P), optional=True)
         call(step, "readings.q1_reading", lambda: readings.q1_reading(P))
-        call(step, "published.describe_agreement", lambda: published.describe_agreement(P))
+        call(step, "readings.describe_agreement", lambda: readings.describe_agreement(P))
         step["q1_rows"] = len(q1)
         check(step, "q1 rows for at least one architecture of the profile",
               set(q1["arch"]) <= set(P.archs) and len(set(q1["arch"])) >= 1)
         outputs(step, "04_q1")
 
     def s05(step: dict[str, Any]) -> None:
-        from paperlib import experiments, readings
+        from paperlib.evaluate import experiments
+        from paperlib.report import readings
 
         pipeline.require_inputs("05_q2", "paper")
         P = profiles.effective_profile("paper")
@@ -858,13 +864,14 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         outputs(step, "05_q2")
 
     def s06(step: dict[str, Any]) -> None:
-        from paperlib import published, timing
+        from paperlib.evaluate import timing
+        from paperlib.report import readings
 
         pipeline.require_inputs("06_q3", "paper")
         P = profiles.effective_profile("paper")
         q3 = call(step, "timing.run_q3(P, repeats=1)", lambda: timing.run_q3(P, repeats=1))
         call(step, "figures.fig5", lambda: _figures().fig5(P), optional=True)
-        call(step, "published.describe_q3", lambda: published.describe_q3(P))
+        call(step, "readings.describe_q3", lambda: readings.describe_q3(P))
         step["q3"] = q3[[c for c in ("arch", "t_needed", "rolled_total_seconds", "rolled_overhead_per_epoch")
                          if c in q3.columns]].to_dict("records")
         outputs(step, "06_q3")

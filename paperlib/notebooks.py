@@ -11,7 +11,7 @@ to ``notebooks/*.ipynb``), so ``git status`` stays clean. :func:`jupyterlab_roun
 open-and-save, for the tests; :func:`normalise` writes a notebook in its committed form.
 
 **Headers generated from the pipeline.** The first Markdown cell of every notebook ends with
-a block, generated from :data:`paperlib.pipeline.STEPS`, that says what the notebook reads
+a block, generated from :data:`paperlib.steps.STEPS`, that says what the notebook reads
 (and which step makes it) and which committed files running it rewrites::
 
     python -m paperlib.pipeline --write-headers     # rewrite the blocks (and normalise)
@@ -48,7 +48,7 @@ LANGUAGE_INFO = {
 NBSTRIPOUT_ARGS = ("--keep-id", "--extra-keys", "metadata.language_info.version")
 
 #: First line of the generated block in the first Markdown cell; everything after it is generated.
-HEADER_MARK = "<!-- inputs and outputs: generated from paperlib.pipeline.STEPS by " \
+HEADER_MARK = "<!-- inputs and outputs: generated from paperlib.steps.STEPS by " \
               "`python -m paperlib.pipeline --write-headers`; do not edit below -->"
 #: The profile whose results are committed.
 COMMITTED_PROFILE = "default"
@@ -161,7 +161,7 @@ def _join(items: list[str]) -> str:
 
 def header_block(step_name: str) -> str:
     """The generated part of the first Markdown cell of ``step_name``: what it reads, what it rewrites."""
-    from .pipeline import STEPS, _producer, get_step
+    from .steps import STEPS, get_step, producer
 
     step = get_step(step_name)
     reads = []
@@ -169,7 +169,7 @@ def header_block(step_name: str) -> str:
         what = " or ".join(f"`{_show(o.path)}`" for o in (inp, *inp.alternatives))
         if inp.kind == "runs":
             what = f"the run store {what} (not committed)"
-        by = _producer(inp)
+        by = producer(inp)
         reads.append(f"{what} (from {by})" if by else what)
     committed = [f"`{_show(o)}`" for o in step.outputs if _committed(o)]
     committed.append(f"its section of `{_show('results/{profile}/metrics.json')}`")
@@ -204,7 +204,7 @@ def notebook_files(root: Path | None = None) -> list[Path]:
 
 def write_headers(names: Iterable[str] | None = None) -> list[Path]:
     """Regenerate the header block of every notebook (and write it in its committed form); returns those changed."""
-    from .pipeline import STEP_NAMES, notebook_path
+    from .steps import STEP_NAMES, notebook_path
 
     changed = []
     for name in names or STEP_NAMES:
@@ -222,13 +222,13 @@ def write_headers(names: Iterable[str] | None = None) -> list[Path]:
 
 def header_problems() -> list[str]:
     """The notebooks whose first Markdown cell does not end with the current generated block."""
-    from .pipeline import STEP_NAMES, notebook_path
+    from .steps import STEP_NAMES, notebook_path
 
     out = []
     for name in STEP_NAMES:
         nb = nbformat.read(notebook_path(name), as_version=4)
         first = next((c for c in nb.cells if c.cell_type == "markdown"), None)
         if first is None or first.source != with_header(first.source, name):
-            out.append(f"{name}.ipynb: its header is out of date with pipeline.STEPS "
+            out.append(f"{name}.ipynb: its header is out of date with steps.STEPS "
                        "(run `python -m paperlib.pipeline --write-headers`)")
     return out

@@ -190,9 +190,10 @@ def sample(runs: pd.DataFrame, per_arch: int, seed: int) -> list[str]:
 def _train_sample(profile: str, keys: list[str]) -> None:
     """In a temporary root (``PAPERLIB_ROOT``): train the runs of ``keys`` and write their runs.csv and
     snapshots.csv there. Run as ``python -m paperlib.verify --train-keys ...``."""
-    from . import files, train
+    from . import files
+    from .train import populations, trainer as train
     from .profiles import effective_profile
-    from .store import spec_key
+    from .train.store import spec_key
 
     P = effective_profile(profile)
     by_key = {spec_key(spec): (arch, spec) for arch, spec in train.profile_specs(P)}
@@ -201,9 +202,9 @@ def _train_sample(profile: str, keys: list[str]) -> None:
         raise SystemExit(f"verify: no specification of profile {profile!r} has the committed keys {unknown[:3]}: "
                          "the code that trained the committed networks is not this code")
     pairs = [by_key[k] for k in keys]
-    df = train.train_specs(paths.runs_dir(profile), pairs, workers=P.workers, checksums=True)
+    df = populations.train_specs(paths.runs_dir(profile), pairs, workers=P.workers, checksums=True)
     files.write_table(profile, "runs.csv", df)
-    files.write_table(profile, "snapshots.csv", train.snapshot_index(paths.runs_dir(profile), pairs))
+    files.write_table(profile, "snapshots.csv", populations.snapshot_index(paths.runs_dir(profile), pairs))
 
 
 def check_training(profile: str, per_arch: int, seed: int, work: Path, log: Path) -> tuple[list[Check], Path]:
@@ -262,7 +263,8 @@ def check_features(profile: str, root: Path, log: Path) -> list[Check]:
 
 # --------------------------------------------------------------------------- 3: the evaluation rerun
 def check_evaluation(profile: str, work: Path, log: Path) -> list[Check]:
-    from .pipeline import STEPS, expand_templates
+    from .pipeline.inputs import expand_templates
+    from .steps import STEPS
 
     steps = [s for s in STEPS if s.name in EVALUATION_STEPS]
     outputs = [p for s in steps for t in s.outputs for p in expand_templates(t, profile)]

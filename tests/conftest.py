@@ -228,7 +228,7 @@ def smoke_pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     """
     root = make_root(tmp_path_factory.mktemp("smoke-root"))
     t0 = time.perf_counter()
-    from paperlib.pipeline import STEPS
+    from paperlib.steps import STEPS
 
     only = [a for s in STEPS if s.notebook.exists() for a in ("--only", s.name)]  # test_notebooks checks the rest
     proc = run_pipeline(root, "--profile", "smoke", *only)  # with the progress lines, as a user sees it

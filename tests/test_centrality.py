@@ -7,7 +7,9 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import aslinearoperator
 
-from paperlib import centrality, graph, models
+from paperlib.graph import centrality
+from paperlib import graph
+from paperlib.train import models
 
 from test_graph import SmallResNet
 
@@ -132,7 +134,7 @@ def test_batch_solver_matches_single_and_edge_cases():
     np.testing.assert_allclose(X[2], 1 / np.sqrt(gs[0].n))
 
 
-@pytest.mark.parametrize("module", ["paperlib.centrality", "paperlib.graph.rolled", "paperlib.graph.unrolled"])
+@pytest.mark.parametrize("module", ["paperlib.graph.centrality", "paperlib.graph.plan"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

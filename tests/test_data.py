@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from paperlib import data
+from paperlib.train import data
 
 CIFAR_PER_BATCH = 6  # images per batch file of the fake CIFAR-10
 TINY_WNIDS = ["n01443537", "n01629819", "n01641577"]

@@ -12,7 +12,7 @@ from PIL import Image
 from test_data import TINY_WNIDS, make_cifar10, make_tiny_imagenet
 from torchvision import transforms as T
 
-from paperlib import data, device
+from paperlib.train import data, device
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from paperlib import evaluation, stats
-from paperlib.features import PopulationFeatures
-from paperlib.signatures import TemporalSignature
+from paperlib.evaluate import evaluation, experiments, stats, tuning
+from paperlib.features.population import PopulationFeatures
+from paperlib.features.signatures import TemporalSignature
 
 
 def twin_population(n_configs: int = 16, twins: int = 4, dim: int = 4, seed: int = 0):
@@ -28,7 +28,7 @@ def test_grouped_folds_keep_twins_together_and_drop_to_chance():
     final = 50.0 + y
     grouped, ungrouped = [], []
     for seed in range(3):
-        for tr, te in evaluation.grouped_splits(y, groups, 4, seed):
+        for tr, te in tuning.grouped_splits(y, groups, 4, seed):
             assert not set(groups[tr]) & set(groups[te])  # a configuration never straddles train and test
         grouped.append(evaluation.nested_cv(Z, y, groups, final, "svm", seed, 4)["accuracy"])
         # every network its own group: an ordinary stratified split, twins on both sides
@@ -49,24 +49,24 @@ def _layout(n_configs: int = 20, twins: int = 2, epochs: int = 4, width: int = 3
 def test_fast_tuning_equals_gridsearchcv_with_the_same_grouped_splits(classifier):
     X, y, groups = _layout()
     train, test = np.arange(30), np.arange(30, 40)
-    search = evaluation.make_search("deg", t=3, mode="wavg", classifier=classifier, width=3, seed=7)
+    search = tuning.make_search(True, t=3, mode="wavg", classifier=classifier, width=3, seed=7)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # GridSearchCV's own MLP convergence warnings, if any
         search.fit(X[train], y[train], groups=groups[train])
     Z = TemporalSignature(t=3, mode="wavg", width=3).fit_transform(X)
-    model, best = evaluation.tune_and_fit(Z[train], y[train], groups[train], classifier, seed=7)
+    model, best = tuning.tune_and_fit(Z[train], y[train], groups[train], classifier, seed=7)
     assert {f"clf__{k}": v for k, v in best.items()} == search.best_params_
     np.testing.assert_array_equal(model.predict(Z[test]), search.predict(X[test]))
     ref = search.decision_function(X[test]) if classifier == "svm" else search.predict_proba(X[test])[:, 1]
     np.testing.assert_allclose(model.score(Z[test]), ref, rtol=1e-6, atol=1e-9)
     # the inner scores themselves, grid point by grid point
-    points, scores = evaluation._inner_scores(Z[train], y[train], groups[train], classifier, 7, 3,
-                                              evaluation.FitCounter())
+    points, scores = tuning._inner_scores(Z[train], y[train], groups[train], classifier, 7, 3,
+                                              tuning.FitCounter())
     np.testing.assert_allclose(scores.mean(axis=1), search.cv_results_["mean_test_score"], atol=1e-12)
 
 
 def test_grids_are_log_grids_with_class_weights():
-    svm = evaluation.CLASSIFIERS["svm"].grid_points(n_features=10)
+    svm = tuning.CLASSIFIERS["svm"].grid_points(n_features=10)
     assert {p["class_weight"] for p in svm} == {None, "balanced"}
     Cs = sorted({p["C"] for p in svm})
     gammas = sorted({p["gamma"] for p in svm})
@@ -79,11 +79,11 @@ def test_balanced_accuracy_matches_sklearn():
     rng = np.random.default_rng(2)
     for _ in range(20):
         y, p = rng.integers(0, 2, 15), rng.integers(0, 2, 15)
-        assert evaluation.balanced_accuracy(y, p) == pytest.approx(balanced_accuracy_score(y, p))
+        assert tuning.balanced_accuracy(y, p) == pytest.approx(balanced_accuracy_score(y, p))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn warns on a single-class y
         y1 = np.zeros(6, int)
-        assert evaluation.balanced_accuracy(y1, np.array([0, 0, 1, 0, 1, 0])) == pytest.approx(
+        assert tuning.balanced_accuracy(y1, np.array([0, 0, 1, 0, 1, 0])) == pytest.approx(
             balanced_accuracy_score(y1, np.array([0, 0, 1, 0, 1, 0])))
 
 
@@ -95,7 +95,7 @@ def test_single_class_flag_fires_on_a_constant_predictor():
     real = evaluation.readouts(y, y, y.astype(float), np.zeros(8, int), np.arange(8.0))
     assert not real["single_class"] and real["accuracy"] == 1.0
     # a training fold with one class gives a constant model, and the flag says so
-    model, best = evaluation.tune_and_fit(np.random.default_rng(0).normal(size=(6, 2)), np.ones(6, int),
+    model, best = tuning.tune_and_fit(np.random.default_rng(0).normal(size=(6, 2)), np.ones(6, int),
                                           np.arange(6), "svm", 0)
     assert best == {"constant": 1}
     assert evaluation.readouts(y, model.predict(np.zeros((8, 2))), model.score(np.zeros((8, 2))),
@@ -149,7 +149,7 @@ def test_a_stopped_or_diverged_network_never_enters_the_evaluation_at_t(monkeypa
         return real(Z, y, groups, final_acc, classifier, seed, n_folds, counter)
 
     monkeypatch.setattr(evaluation, "nested_cv", spy)
-    task = evaluation.Task("q1", "q1", (f,), None, "deg", "plain", "svm", (1, 2, 3, 4), (0,), 3)
+    task = evaluation.Task("q1", "q1", (experiments.networks(f, "deg"),), None, "deg", "plain", "svm", (1, 2, 3, 4), (0,), 3)
     rows = evaluation.run_task(task)
     assert [r["t"] for r in rows] == [1, 2, 3, 4]
     for r in rows:
@@ -164,21 +164,22 @@ def test_a_stopped_or_diverged_network_never_enters_the_evaluation_at_t(monkeypa
     poisoned = _population_with_stops()
     for i in np.flatnonzero(~poisoned.alive(2)):
         poisoned.arrays["deg"][i] = 1e6
-    again = evaluation.run_task(evaluation.Task("q1", "q1", (poisoned,), None, "deg", "plain", "svm", (2,), (0,), 3))
+    again = evaluation.run_task(evaluation.Task("q1", "q1", (experiments.networks(poisoned, "deg"),), None, "deg", "plain",
+                                                 "svm", (2,), (0,), 3))
     assert again[0]["accuracy"] == rows[1]["accuracy"] and again[0]["params"] == rows[1]["params"]
 
 
 def test_mlp_fits_are_counted_and_non_converged_ones_reported(monkeypatch):
-    monkeypatch.setattr(evaluation, "MLP_MAX_ITER", 2)
+    monkeypatch.setattr(tuning, "MLP_MAX_ITER", 2)
     X, y, groups = _layout(signal=2.0)
     Z = TemporalSignature(t=3, width=3).fit_transform(X)
-    counter = evaluation.FitCounter()
+    counter = tuning.FitCounter()
     with warnings.catch_warnings():
-        warnings.simplefilter("error", evaluation.ConvergenceWarning)  # none escapes uncounted
-        evaluation.tune_and_fit(Z, y, groups, "mlp", 0, counter=counter)
-    n_points = len(evaluation.CLASSIFIERS["mlp"].grid_points())
+        warnings.simplefilter("error", tuning.ConvergenceWarning)  # none escapes uncounted
+        tuning.tune_and_fit(Z, y, groups, "mlp", 0, counter=counter)
+    n_points = len(tuning.CLASSIFIERS["mlp"].grid_points())
     assert counter.fits == (3 * n_points if n_points > 1 else 0) + 1 and counter.not_converged == counter.fits
-    ok = evaluation.FitCounter()
-    monkeypatch.setattr(evaluation, "MLP_MAX_ITER", 2000)
-    evaluation.tune_and_fit(Z, y, groups, "mlp", 0, counter=ok)
+    ok = tuning.FitCounter()
+    monkeypatch.setattr(tuning, "MLP_MAX_ITER", 2000)
+    tuning.tune_and_fit(Z, y, groups, "mlp", 0, counter=ok)
     assert ok.fits == counter.fits and ok.not_converged == 0

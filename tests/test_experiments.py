@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from paperlib import evaluation, experiments, features, paths
-from paperlib.signatures import TemporalSignature
+from paperlib.evaluate import evaluation, experiments
+from paperlib import features
+from paperlib import paths
+from paperlib.features.signatures import TemporalSignature
 from conftest import write_result
 
 from test_features import fake_centralities, make_fake_store, tiny_profile

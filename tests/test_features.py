@@ -11,11 +11,12 @@ import scipy.stats
 import torch
 from torch import nn
 
-from paperlib import features, paths
+from paperlib import features
+from paperlib import paths
 from paperlib.profiles import Grid, Population, Profile, Transfer, get_profile
-from paperlib.signatures import aggregate
+from paperlib.features.signatures import aggregate
 from paperlib.files import atomic_write_json
-from paperlib.store import Run, save_tensors
+from paperlib.train.store import Run, save_tensors
 from conftest import write_result
 
 HIDDEN = {"Small": 6, "Small-x2": 12, "Deep": 6, "Deeper": 6}

@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from paperlib import graph, models
+from paperlib import graph
+from paperlib.train import models
 
 
 def _layer_index(g, name):

@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from paperlib import centrality, graph
+from paperlib.graph import centrality
+from paperlib import graph
 
 from test_graph_reference import assert_rolled_equal
 

@@ -1,10 +1,11 @@
-"""The paper's architectures (paperlib.models): rolled node counts at width 1 on CIFAR-10
+"""The paper's architectures (paperlib.train.models): rolled node counts at width 1 on CIFAR-10
 inputs, and the option A ResNet against the reference."""
 
 import pytest
 import torch
 
-from paperlib import graph, models
+from paperlib import graph
+from paperlib.train import models
 
 from test_graph_reference import assert_rolled_equal
 

@@ -11,7 +11,9 @@ import torch
 import torchvision
 from scipy.sparse.linalg import eigsh
 
-from paperlib import centrality, graph, models
+from paperlib.graph import centrality
+from paperlib import graph
+from paperlib.train import models
 
 from test_graph_reference import assert_rolled_equal
 

@@ -8,17 +8,18 @@ import pytest
 import torch
 import torch.nn as nn
 
-from paperlib.hooks import EarlyStopper, GraphFeatures, epoch_features
-from paperlib.predictor import RunPredictor
-from paperlib.signatures import aggregate_rows
+from paperlib.stopping.hooks import EarlyStopper, GraphFeatures, epoch_features
+from paperlib.stopping.predictor import RunPredictor
+from paperlib.features.signatures import aggregate_rows
 
 EPOCHS = 3
 
 
 def test_live_features_equal_the_pipeline_snapshot_features(tmp_path):
-    from paperlib import temporal, train
+    from paperlib.graph import temporal
+    from paperlib.train import populations, trainer as train
     from paperlib.profiles import get_profile
-    from paperlib.store import Run
+    from paperlib.train.store import Run
 
     P = get_profile("smoke")
     pop = P.populations[0]
@@ -47,7 +48,7 @@ def test_live_features_equal_the_pipeline_snapshot_features(tmp_path):
 
     from paperlib import features
 
-    runs = pd.DataFrame([train._row(pop.arch, spec, run.meta(), run.key)])
+    runs = pd.DataFrame([populations._row(pop.arch, spec, run.meta(), run.key)])
     feats, _ = features.compute_population(pop, runs, tmp_path, ("deg", "evec", "learning-curve"))
     A = np.concatenate([feats.arrays[n][0] for n in ("deg", "evec", "learning-curve")], axis=1)
     assert A.shape == (3, 11) and feats.alive(2).all()
@@ -163,7 +164,7 @@ def test_plain_hook_stops_low_and_continues_high(kind):
 
 def test_lightning_callback_sets_should_stop():
     L = pytest.importorskip("lightning")
-    from paperlib.hooks import LightningEarlyStopping
+    from paperlib.stopping.hooks import LightningEarlyStopping
 
     train_d, test_d = _digits()
 
@@ -201,7 +202,7 @@ def test_lightning_callback_sets_should_stop():
 
 def test_optuna_pruner_prunes_low_and_keeps_high():
     optuna = pytest.importorskip("optuna")
-    from paperlib.hooks import GraphSignaturePruner
+    from paperlib.stopping.hooks import GraphSignaturePruner
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     train_d, test_d = _digits()
@@ -246,7 +247,7 @@ def test_optuna_pruner_prunes_low_and_keeps_high():
 
 
 def test_hooks_refuse_what_they_cannot_use():
-    with pytest.raises(TypeError, match="fitted paperlib.predictor.RunPredictor"):
+    with pytest.raises(TypeError, match="fitted paperlib.stopping.predictor.RunPredictor"):
         EarlyStopper(RunPredictor())
     pred = _stub(("learning-curve",), (1,))
     with pytest.raises(ValueError, match="stop_below"):

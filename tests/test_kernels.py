@@ -71,7 +71,8 @@ def test_opting_out_names_its_own_class():
 _TRAIN = r"""
 import hashlib, json, tempfile
 from pathlib import Path
-from paperlib import profiles, train
+from paperlib import profiles
+from paperlib.train import trainer as train
 P = profiles.get_profile("default")
 out = {}
 for arch, spec in train.profile_specs(P, networks=1):
@@ -101,7 +102,7 @@ def test_control_without_the_pin_the_avx2_simulation_moves_the_snapshots():
 
 _EVAL = r"""
 import json
-from paperlib import evaluation  # first: numpy loads with the pinned kernels
+from paperlib.evaluate import evaluation  # first: numpy loads with the pinned kernels
 import numpy as np
 rng = np.random.default_rng(1)
 n, d = 60, 40

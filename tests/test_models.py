@@ -14,8 +14,8 @@ import torchvision
 from test_data import make_cifar10, make_tiny_imagenet
 from torch.utils.data import DataLoader
 
-from paperlib import data
-from paperlib.models import build_model, classifier
+from paperlib.train import data
+from paperlib.train.models import build_model, classifier
 
 SMALL = {  # small instances of every model, for fast tests
     "lenet": {"width": 0.5},
@@ -104,7 +104,7 @@ def test_resnet_cifar_parameter_count(depth):
 
 
 def test_option_a_shortcut_pads_channels_in_the_middle():
-    from paperlib.models import PadShortcut
+    from paperlib.train.models import PadShortcut
 
     x = torch.arange(2 * 4 * 4 * 4, dtype=torch.float32).reshape(2, 4, 4, 4)
     out = PadShortcut(4, 8, 2)(x)

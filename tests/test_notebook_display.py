@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from paperlib import render, tables
-from paperlib.render import reading_markdown, table2_display, table2_markdown
+from paperlib.report import render, tables
+from paperlib.report.render import reading_markdown, table2_display, table2_markdown
 
 TEXT = """Table 2 of profile 'smoke': 4 columns x classifiers. p < 0.05.
 
@@ -40,7 +40,7 @@ def test_table2_markdown_has_every_cell_and_one_column_per_architecture(syntheti
 
 
 def test_show_table2_and_figure_show(synthetic_smoke):
-    from paperlib import figures
+    from paperlib.report import figures
 
     tables.write_table2("smoke")
     assert "Table 2." in render.show_table2("smoke").data
@@ -51,7 +51,7 @@ def test_show_table2_and_figure_show(synthetic_smoke):
 
 @pytest.mark.parametrize("name", ["fig3", "fig4"])
 def test_figures_3_and_4_legend_above_and_text_at_notebook_size(synthetic_smoke, name):
-    from paperlib import figures
+    from paperlib.report import figures
 
     fig = getattr(figures, name)("smoke")
     legend = fig.legends[0]
@@ -64,7 +64,8 @@ def test_figures_3_and_4_legend_above_and_text_at_notebook_size(synthetic_smoke,
 
 
 def _tiny_spec(**over) -> dict:
-    from paperlib import kernels, train
+    from paperlib import kernels
+    from paperlib.train import trainer as train
 
     spec = {
         "dataset": "digits", "image_size": 16, "train_limit": 192, "model": "lenet",
@@ -76,8 +77,8 @@ def _tiny_spec(**over) -> dict:
 
 
 def test_training_summary_counts_trained_resumed_retrained_and_skipped(tmp_path):
-    from paperlib import train
-    from paperlib.store import RunStore
+    from paperlib.train import populations, trainer as train
+    from paperlib.train.store import RunStore
 
     a, b, c = _tiny_spec(seed=1), _tiny_spec(seed=2), _tiny_spec(seed=3)
     train.train_run(tmp_path, a)  # finished before: skipped
@@ -88,7 +89,7 @@ def test_training_summary_counts_trained_resumed_retrained_and_skipped(tmp_path)
 
     with pytest.raises(train.RunInterrupted):
         train.train_run(tmp_path, b, on_epoch_end=kill_after_1)  # resumed
-    runs = train.train_specs(tmp_path, [("LeNet", a), ("LeNet", b), ("AlexNet", c)], workers=1)
+    runs = populations.train_specs(tmp_path, [("LeNet", a), ("LeNet", b), ("AlexNet", c)], workers=1)
     assert sorted(runs.attrs["training"]["actions"].values()) == ["resumed", "skipped", "trained"]
     md = render.training_summary(runs).data
     assert "3 networks: 1 trained, 1 resumed" in md and "1 skipped" in md and "min wall time" in md
@@ -96,7 +97,7 @@ def test_training_summary_counts_trained_resumed_retrained_and_skipped(tmp_path)
     snap = RunStore(tmp_path).run(a).snapshot_path(2)
     snap.write_bytes(snap.read_bytes()[:50])
     with pytest.warns(UserWarning):
-        again = train.train_specs(tmp_path, [("LeNet", a), ("LeNet", b)], workers=1)
+        again = populations.train_specs(tmp_path, [("LeNet", a), ("LeNet", b)], workers=1)
     assert sorted(again.attrs["training"]["actions"].values()) == ["retrained", "skipped"]
 
 

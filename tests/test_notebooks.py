@@ -6,7 +6,8 @@ import nbformat
 import pytest
 
 from paperlib import paths
-from paperlib.pipeline import STEP_NAMES, STEPS, declared_parameters
+from paperlib.pipeline.parameters import declared_parameters
+from paperlib.steps import STEP_NAMES, STEPS
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
 

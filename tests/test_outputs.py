@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from paperlib import files, paths
-from paperlib.pipeline import STEPS as ALL_STEPS
+from paperlib.steps import STEPS as ALL_STEPS
 from paperlib.profiles import get_profile
 
 pytestmark = pytest.mark.slow

@@ -105,18 +105,20 @@ def write_tiny_imagenet(root: Path, per_class: int = 33, val_per_class: int = 5)
 
 _TRAIN = """
 import pandas as pd
-from paperlib import files, paths, profiles, tables, train
+from paperlib import files, paths, profiles
+from paperlib.report import tables
+from paperlib.train import populations, trainer as train
 overrides = profiles.save_overrides("paper", {shrink!r})
 P = profiles.get_profile("paper", **overrides)
 few = {few!r}
 counts = {counts!r}
 specs = {{a: [s for b, s in train.profile_specs(P, counts.get(a, {networks})) if b == a] for a in P.archs}}
 store = paths.runs_dir("paper")
-many = train.train_specs(store, [(a, s) for a in P.archs if a not in few for s in specs[a]], workers=P.workers)
+many = populations.train_specs(store, [(a, s) for a in P.archs if a not in few for s in specs[a]], workers=P.workers)
 # one large network at a time: its snapshots, resume point and their temporary copies are the peak
-large = train.train_specs(store, [(a, s) for a in P.archs if a in few for s in specs[a]], workers=1)
+large = populations.train_specs(store, [(a, s) for a in P.archs if a in few for s in specs[a]], workers=1)
 runs = pd.concat([many, large]).sort_values("arch", key=lambda c: c.map(P.archs.index), kind="stable")
-files.write_table(P, "runs.csv", runs.reset_index(drop=True))  # as train.train_profile does
+files.write_table(P, "runs.csv", runs.reset_index(drop=True))  # as populations.train_profile does
 tables.write_table1(P, runs)
 print(runs.groupby("arch")["final_acc"].agg(["min", "max"]).to_string())
 """
@@ -135,7 +137,7 @@ def paper_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
 
 
 def test_shrunk_paper_profile_keeps_its_architectures_and_grid():
-    from paperlib import train
+    from paperlib.train import trainer as train
 
     paper = get_profile("paper")
     shrunk = get_profile("paper", **{k: (tuple(v) if isinstance(v, list) else v) for k, v in SHRINK.items()})
@@ -209,7 +211,7 @@ def test_paper_profile_end_to_end_on_generated_files(paper_root):
 def test_every_paper_architecture_trains_from_the_generated_files(tmp_path, monkeypatch):
     """The part of the end-to-end run that always runs: one network of every paper population,
     at full width, one epoch on 16 images read from the generated CIFAR-10 and Tiny-ImageNet files."""
-    from paperlib import train
+    from paperlib.train import populations, trainer as train
 
     write_cifar10(tmp_path / "data", per_batch=4, test=20)
     write_tiny_imagenet(tmp_path / "data", per_class=1, val_per_class=1)
@@ -220,7 +222,7 @@ def test_every_paper_architecture_trains_from_the_generated_files(tmp_path, monk
     rows = []
     for arch, spec in specs:  # one at a time, each store removed after: up to 0.3 GB for a torchvision ResNet
         try:
-            rows.append(train.train_specs(tmp_path / "store", [(arch, spec)], workers=1))
+            rows.append(populations.train_specs(tmp_path / "store", [(arch, spec)], workers=1))
         finally:
             shutil.rmtree(tmp_path / "store", ignore_errors=True)
     df = pd.concat(rows, ignore_index=True)

@@ -24,10 +24,11 @@ import pytest
 
 from conftest import make_root, pipeline_env, run_pipeline, write_result
 from paperlib import paths, pipeline
-from paperlib.pipeline import (
-    PARAMETERS, STEPS, MissingInputError, ParameterError, check_inputs, coerce, declared_parameters,
-    preflight, read_manifest, require_inputs, resolve_parameters,
-)
+from paperlib.pipeline.inputs import MissingInputError, check_inputs, require_inputs
+from paperlib.files.records import _pid_alive, read_manifest
+from paperlib.pipeline.parameters import PARAMETERS, ParameterError, coerce, declared_parameters, resolve_parameters
+from paperlib.pipeline.runner import preflight
+from paperlib.steps import STEPS, get_step
 from paperlib.profiles import get_profile
 
 EXISTING = [s.name for s in STEPS if s.notebook.exists()]
@@ -166,12 +167,12 @@ def test_every_input_is_made_by_an_earlier_step():
 
 
 def test_step_07_early_stopping_is_declared():
-    step = pipeline.get_step("07_early_stopping")
+    step = get_step("07_early_stopping")
     assert step.outputs == ("results/{profile}/early_stopping.csv", "results/{profile}/early_stopping.md",
                             "figures/{profile}/fig_early_stopping.png", "figures/{profile}/fig_early_stopping.pdf",
                             "results/{profile}/predictors/{arch}.both.json",
                             "results/{profile}/predictors/{arch}.both.npz")
-    assert {i.path for i in step.inputs} >= {i.path for i in pipeline.get_step("04_q1").inputs}
+    assert {i.path for i in step.inputs} >= {i.path for i in get_step("04_q1").inputs}
 
 
 def test_a_whole_run_from_nothing_passes_the_input_check(bare_root, in_root):
@@ -333,9 +334,9 @@ def test_a_killed_run_leaves_the_manifest_saying_interrupted(sig, bare_root):
     assert manifest["steps"][0]["status"] == "interrupted" and manifest["steps"][0]["seconds"] > 0
     kernel_pid = json.loads((bare_root / "kernel.json").read_text())["pid"]
     deadline = time.monotonic() + 30
-    while pipeline._pid_alive(kernel_pid) and time.monotonic() < deadline:
+    while _pid_alive(kernel_pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not pipeline._pid_alive(kernel_pid), "the notebook's kernel outlived the interrupted runner"
+    assert not _pid_alive(kernel_pid), "the notebook's kernel outlived the interrupted runner"
 
 
 def test_a_record_of_a_runner_killed_with_sigkill_reads_as_interrupted(tmp_results):
@@ -380,9 +381,9 @@ def _no_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_paper_profile_without_its_datasets_exits_2_before_any_kernel(bare_root, in_root, tmp_path, monkeypatch,
                                                                       capsys):
-    """No dataset under PAPERLIB_DATA: the runner stops in its preflight with paperlib.data's messages,
+    """No dataset under PAPERLIB_DATA: the runner stops in its preflight with paperlib.train.data's messages,
     naming both folders, and writes nothing (no manifest)."""
-    from paperlib import data
+    from paperlib.train import data
 
     in_root(bare_root)
     empty = paths.ensure(tmp_path / "no-data")
@@ -395,7 +396,7 @@ def test_paper_profile_without_its_datasets_exits_2_before_any_kernel(bare_root,
     assert str(empty / "cifar-10-batches-py") in err and str(empty / "tiny-imagenet-200") in err
     with pytest.raises(data.DatasetNotFoundError) as info:
         data.load_dataset("cifar10", 32)
-    assert str(info.value) in err, "not paperlib.data's own message"
+    assert str(info.value) in err, "not paperlib.train.data's own message"
     assert "01_train" in err and "Nothing was written" in err
     assert _tree(bare_root) == before
 

@@ -11,8 +11,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from paperlib.predictor import PREDICTOR_KINDS, RunPredictor, fit_population
-from paperlib.signatures import TemporalSignature
+from paperlib.stopping.predictor import PREDICTOR_KINDS, RunPredictor, fit_population
+from paperlib.features.signatures import TemporalSignature
 
 
 def _data(n=60, T=4, w=3, seed=0):
@@ -78,7 +78,7 @@ def test_one_class_gives_its_share_and_bad_input_is_named():
     A, _ = _data(seed=3)
     p = RunPredictor(feature_sets=("a",), widths=(3,), t_max=2).fit(A, np.ones(len(A), int))
     assert (p.predict_proba(A[:, :3])[:, 1] == 1).all()
-    with pytest.raises(ValueError, match="paperlib.predictor.*width 4"):
+    with pytest.raises(ValueError, match="paperlib.stopping.predictor.*width 4"):
         RunPredictor(feature_sets=("a",), widths=(4,)).fit(A.reshape(len(A), -1)[:, :-1], np.zeros(len(A)))
     with pytest.raises(ValueError, match="labels"):
         RunPredictor(feature_sets=("a",), widths=(3,), t_max=2).fit(A, np.full(len(A), 2))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from paperlib.predictor import RunPredictor
-from paperlib.pruning import (SearchData, cross_fit_proba, halving_decisions, median_decisions, search_outcome,
-                              simulate, summarise, threshold_decisions)
+from paperlib.stopping.predictor import RunPredictor
+from paperlib.stopping.search import (SearchData, cross_fit_proba, halving_decisions, median_decisions, search_outcome,
+                                      simulate, summarise, threshold_decisions)
 
 from conftest import write_result
 
@@ -165,7 +165,8 @@ def test_cross_fitting_never_scores_a_network_or_its_twin_with_a_predictor_fitte
 def test_population_study_table_and_figure(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from paperlib import paths, pruning
+    from paperlib import paths
+    from paperlib.stopping import pruning
 
     rng = np.random.default_rng(0)
     n, T = 24, 4
@@ -195,6 +196,8 @@ def test_population_study_table_and_figure(tmp_path, monkeypatch):
     write_result(tmp_path / "results" / "x" / "early_stopping.csv", summary)
     md = pruning.early_stopping_markdown(pruning.read_early_stopping("x"))
     assert all(label in md for label in pruning.PRUNER_LABELS.values())
-    files = pruning.write_fig_early_stopping("x")
+    from paperlib.report import figures
+
+    files = figures.write_fig_early_stopping("x")
     assert all(f.exists() and f.stat().st_size > 0 for f in files)
     assert "Net" in pruning.reading(summary)

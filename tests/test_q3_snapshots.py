@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from paperlib import files, paths, timing
+from paperlib import files, paths
+from paperlib.evaluate import timing
 from paperlib.profiles import get_profile
-from paperlib.store import CorruptFileError, RunStore
+from paperlib.train.store import CorruptFileError, RunStore
 
 P = get_profile("smoke")
 POP = P.population("LeNet")
@@ -23,7 +24,7 @@ def _spec(seed: int) -> dict:
 @pytest.fixture
 def store(tmp_results):
     """Two finished LeNet runs with snapshots 0..3 (weights: the initial ones plus the epoch)."""
-    from paperlib import train
+    from paperlib.train import trainer as train
 
     make = getattr(train, "make_model", None) or train._make_model
     rows = []

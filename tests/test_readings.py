@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from paperlib import paths, readings, tables
+from paperlib import paths
+from paperlib.report import readings, tables
 from paperlib.profiles import get_profile
-from paperlib.published import claim
+from paperlib.report.published import claim
 from conftest import write_result
 
 

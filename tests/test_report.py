@@ -2,7 +2,8 @@
 
 import pytest
 
-from paperlib import paths, report
+from paperlib import paths
+from paperlib.report import readme as report
 
 
 def test_readme_block_matches_committed_results():

@@ -5,7 +5,7 @@ import pytest
 import scipy.stats
 from sklearn.utils.estimator_checks import check_estimator
 
-from paperlib.signatures import AGGREGATORS, MODES, SnapshotAt, TemporalSignature, aggregate, aggregate_rows, smooth
+from paperlib.features.signatures import AGGREGATORS, MODES, SnapshotAt, TemporalSignature, aggregate, aggregate_rows, smooth
 
 VECTORS = [
     np.array([1.0, 2.0, 3.0, 10.0]),
@@ -104,12 +104,14 @@ def test_check_estimator(est):
 
 def test_size_aware_signatures_of_lenet_and_double_width_lenet_agree_at_initialisation():
     """The paper's signatures of LeNet and LeNet-x2 at initialisation differ in scale by more than 15%;
-    the size-aware ones (signature of v / mean(v), paperlib.features.size_aware) agree within 15%."""
+    the size-aware ones (signature of v / mean(v), paperlib.features.sets.size_aware) agree within 15%."""
     import torch
 
-    from paperlib import centrality, graph, models
-    from paperlib.features import size_aware
-    from paperlib.signatures import aggregate
+    from paperlib.graph import centrality
+    from paperlib import graph
+    from paperlib.train import models
+    from paperlib.features.sets import size_aware
+    from paperlib.features.signatures import aggregate
 
     sig = {}
     for width in (1, 2):

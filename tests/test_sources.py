@@ -18,11 +18,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from paperlib import data, files, models, paths
+from paperlib import files, paths, profile_files
 from paperlib.graph import rolled_graph
-from paperlib.sources import core, importer, profile_file, smallcnnzoo
-from paperlib.sources.models import SmallCNN, ZooCNN
-from paperlib.store import Run
+from paperlib.sources import core, importer, smallcnnzoo
+from paperlib.train import data, models
+from paperlib.train.store import Run
+from paperlib.train.zoo import SmallCNN, ZooCNN
 
 from conftest import make_root
 
@@ -113,9 +114,9 @@ def in_root(tmp_path, monkeypatch):
                       ("PUBLISHED", "results/published"), ("EXECUTED", "results/executed")):
         monkeypatch.setattr(paths, attr, tmp_path / sub if sub else tmp_path)
     monkeypatch.delenv("PAPERLIB_STORE", raising=False)
-    saved = (dict(profiles.PROFILES), dict(profile_file.IMPORTED), dict(profile_file.DATASETS))
+    saved = (dict(profiles.PROFILES), dict(profile_files.IMPORTED), dict(profile_files.DATASETS))
     yield tmp_path
-    for d, old in zip((profiles.PROFILES, profile_file.IMPORTED, profile_file.DATASETS), saved):
+    for d, old in zip((profiles.PROFILES, profile_files.IMPORTED, profile_files.DATASETS), saved):
         d.clear()
         d.update(old)
 
@@ -123,7 +124,7 @@ def in_root(tmp_path, monkeypatch):
 def _register(path: Path):
     from paperlib import profiles
 
-    plan = profile_file.load(path, {"smoke", "default", "paper"})
+    plan = profile_files.load(path, {"smoke", "default", "paper"})
     profiles.PROFILES[plan.profile.name] = plan.profile
     return plan
 
@@ -267,7 +268,7 @@ def _check_graphs(name: str, originals: dict, build, shape) -> pd.DataFrame:
         run = Run(paths.runs_dir(name) / row.key)
         spec = run.spec
         states = originals[build(row, spec)]
-        from paperlib.train import load_model
+        from paperlib.train.trainer import load_model
 
         for e in run.snapshot_epochs():
             imported = load_model(run, e)
@@ -291,7 +292,7 @@ def test_own_runs_import_and_graphs(own_runs, in_root):
     run = Run(paths.runs_dir("own-t") / key)
     net = models.build_model("lenet", 10, 1, 16, width=1.0 if runs["arch"].iloc[0] == "LeNet" else 2.0, init="he")
     net.load_state_dict(originals[(runs["arch"].iloc[0], run.spec["source_run"])][2])
-    from paperlib.train import load_model
+    from paperlib.train.trainer import load_model
 
     _adjacency_equal(load_model(run, 2), net, (1, 16, 16))
     again = importer.import_profile("own-t")  # unchanged networks are not rewritten
@@ -344,7 +345,7 @@ def test_ragged_and_nonfinite_runs_are_decided_not_filled(own_runs, in_root, tmp
     assert runs.loc["run1", "epochs_trained"] == 1 and not runs.loc["run1", "diverged"]
     assert runs.loc["run2", "diverged"] and runs.loc["run2", "diverged_epoch"] == 3
     assert runs.loc["run0", "epochs_trained"] == EPOCHS
-    from paperlib.features import PopulationFeatures  # the horizon the evaluation applies
+    from paperlib.features.population import PopulationFeatures  # the horizon the evaluation applies
 
     feats = PopulationFeatures("LeNet", "digits16", runs.index.to_numpy(), runs["final_acc"].to_numpy(),
                                runs["diverged"].to_numpy(), runs["epochs_trained"].to_numpy(), 30.0, 3, {}, {},
@@ -428,8 +429,8 @@ def test_result_json_without_test_accuracy_and_empty_checkpoint_are_named(zoo_tr
 def test_profile_file_errors_name_the_file(in_root, tmp_path):
     path = _profile(in_root, 'name = "x"\n[[populations]]\narch = "a"\nsource = "nope"\npath = "."\n'
                              'dataset = "d"\nthreshold = 1.0\n', "x")
-    with pytest.raises(profile_file.ProfileFileError, match=f"{path}.*source 'nope'"):
-        profile_file.parse(path)
+    with pytest.raises(profile_files.ProfileFileError, match=f"{path}.*source 'nope'"):
+        profile_files.parse(path)
 
 
 # --------------------------------------------------------------------------- 02-07 through the runner
@@ -509,12 +510,13 @@ feature_sets = ["deg", "evec", "B_Wl", "B_What", "B_Wprime", "learning-curve"]
 
 def test_the_runner_selects_01_import_for_a_profile_file(in_root, tmp_path, monkeypatch):
     from paperlib import pipeline
+    from paperlib.pipeline.cli import _profile_argument
 
     monkeypatch.delenv("PAPERLIB_PROFILES", raising=False)
     path = tmp_path / "elsewhere.toml"
     path.write_text(OWN_TOML.format(name="sel-t", path=tmp_path))
-    monkeypatch.setattr(profile_file, "_first_run_model", lambda folder, file: ("lenet", {}))
-    assert pipeline._profile_argument(str(path)) == "sel-t"  # --profile FILE: registered, passed on to kernels
+    monkeypatch.setattr(profile_files, "_first_run_model", lambda folder, file: ("lenet", {}))
+    assert _profile_argument(str(path)) == "sel-t"  # --profile FILE: registered, passed on to kernels
     assert str(path.resolve()) in os.environ["PAPERLIB_PROFILES"]
     assert pipeline.steps_for("sel-t")[0] == "01_import" and "01_train" not in pipeline.steps_for("sel-t")
     assert pipeline.steps_for("smoke")[0] == "01_train" and "01_import" not in pipeline.steps_for("smoke")

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from paperlib import figures, files, paths, published, readings, render, tables, timing
+from paperlib.report import figures, published, readings, render, tables
+from paperlib import files, paths
+from paperlib.evaluate import timing
 from paperlib.profiles import get_profile
 
 from conftest import synthetic_q1, synthetic_q2, synthetic_runs, write_result
@@ -220,10 +222,10 @@ def test_fig3_has_a_row_per_architecture(synthetic_smoke):
 
 def test_describe_texts_read_the_files(synthetic_smoke):
     tables.write_table2("smoke")
-    text = published.describe_agreement("smoke")
+    text = readings.describe_agreement("smoke")
     assert "reference" in text and "LeNet" in text
     assert "ResNet-14" in readings.describe_q2("smoke")
-    assert "ResNet-14" in published.describe_q3("smoke")
+    assert "ResNet-14" in readings.describe_q3("smoke")
 
 
 def test_missing_input_names_the_notebook(tmp_results):
@@ -232,7 +234,8 @@ def test_missing_input_names_the_notebook(tmp_results):
 
 
 def test_time_snapshot_on_a_real_network():
-    from paperlib import graph, models
+    from paperlib import graph
+    from paperlib.train import models
 
     model = models.build_model("lenet", num_classes=10, in_channels=1, image_size=16, width=0.25).eval()
     out = timing.time_snapshot(model, (1, 16, 16), repeats=2)
@@ -252,7 +255,8 @@ def test_fig1_draws_every_node_of_the_rolled_graph(tmp_results):
     fig = figures.fig1("smoke")
     _check_png(paths.figures_dir("smoke") / "fig1.png")
     ax = fig.axes[0]
-    from paperlib import data, graph, models
+    from paperlib.train import data, models
+    from paperlib import graph
 
     model = models.build_model("lenet", num_classes=10, in_channels=data.DATASETS["digits"].in_channels,
                                image_size=16, width=0.25)

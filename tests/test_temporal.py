@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from paperlib import centrality, graph, paths, temporal
+from paperlib.graph import centrality, temporal
+from paperlib import graph, paths
 from paperlib.profiles import Grid, Population, Profile
-from paperlib.store import RunStore
-from paperlib.train import load_model
+from paperlib.train.store import RunStore
+from paperlib.train.trainer import load_model
 from conftest import write_result
 
 SPEC = {"dataset": "digits", "image_size": 16, "model": "lenet", "model_kwargs": {"width": 0.5},
@@ -20,7 +21,7 @@ SHAPE = (1, 16, 16)
 
 
 def _make_run(root, n_epochs=3, nan_epoch=None):
-    from paperlib.models import build_model
+    from paperlib.train.models import build_model
 
     run = RunStore(root).run(SPEC)
     torch.manual_seed(0)

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from paperlib import kernels, data, paths, train
+from paperlib import kernels, paths
+from paperlib.train import data, populations, trainer as train
 from paperlib.profiles import Grid, Population, get_profile
-from paperlib.store import CorruptFileError, RunStore, spec_key
+from paperlib.train.store import CorruptFileError, RunStore, spec_key
 
 
 def tiny_spec(**over) -> dict:
@@ -204,9 +205,9 @@ def test_population_on_dask_local_cluster(tmp_path, monkeypatch):
     profile = dataclasses.replace(get_profile("smoke"), name="dasktest", populations=(pop,), workers=2,
                                   train_limit=128, transfers=())
     # workers=0 (what an unset notebook parameter used to pass): one worker at least, never a hang
-    assert train.effective_workers("cpu", 0) == 1 and train.effective_workers("cpu", 3) == 3
-    train.train_specs(paths.runs_dir("dasktest"), train.profile_specs(profile), engine="dask", workers=0)
-    df = train.train_profile(profile, engine="dask")  # everything is finished: no cluster needed
+    assert populations.effective_workers("cpu", 0) == 1 and populations.effective_workers("cpu", 3) == 3
+    populations.train_specs(paths.runs_dir("dasktest"), train.profile_specs(profile), engine="dask", workers=0)
+    df = populations.train_profile(profile, engine="dask")  # everything is finished: no cluster needed
     assert len(df) == 4 and df["key"].is_unique
     csv = pd.read_csv(tmp_path / "results" / "dasktest" / "runs.csv")
     for col in ["key", "arch", "dataset", "model", "lr", "dropout", "seed", "optimizer", "status", "diverged",
@@ -227,7 +228,7 @@ def test_population_on_dask_local_cluster(tmp_path, monkeypatch):
     for run in store:
         assert run.snapshot_epochs()[0] == 0 and len(run.snapshot_epochs()) == run.meta()["epochs_trained"] + 1
     # the same population again (local engine, in-process): everything is skipped, same results
-    again = train.train_profile(dataclasses.replace(profile, workers=1))
+    again = populations.train_profile(dataclasses.replace(profile, workers=1))
     pd.testing.assert_frame_equal(again, df)
 
 
@@ -269,7 +270,7 @@ def test_meta_records_the_environment(tmp_path):
 _SUBPROCESS = """
 import os, sys, json, torch
 torch.set_num_threads(int(sys.argv[2]))
-from paperlib import train
+from paperlib.train import trainer as train
 meta = train.train_run(sys.argv[1], json.loads(sys.argv[3]))
 print(json.dumps({"threads_after": torch.get_num_threads(), "in_run": meta["threads"]}))
 """
@@ -296,11 +297,11 @@ def test_same_snapshots_with_1_and_2_intra_op_threads(tmp_path):
 
 def test_same_snapshots_serial_and_through_a_2_worker_pool(tmp_path):
     specs = [("LeNet", tiny_spec(epochs=2, seed=s, lr=lr)) for s, lr in [(0, 0.05), (1, 0.01), (2, 0.1)]]
-    serial = train.train_specs(tmp_path / "w1", specs, workers=1)
-    pooled = train.train_specs(tmp_path / "w2", specs, workers=2)
+    serial = populations.train_specs(tmp_path / "w1", specs, workers=1)
+    pooled = populations.train_specs(tmp_path / "w2", specs, workers=2)
     for _, spec in specs:
         assert snapshot_bytes(tmp_path / "w1", spec) == snapshot_bytes(tmp_path / "w2", spec)
-    cols = [c for c in train.RUN_COLUMNS if "seconds" not in c]
+    cols = [c for c in populations.RUN_COLUMNS if "seconds" not in c]
     pd.testing.assert_frame_equal(serial[cols], pooled[cols])
     assert set(serial["device"]) == {"cpu"} and set(serial["precision"]) == {"float32"}
 
@@ -310,12 +311,12 @@ def test_workers_0_trains_with_the_profiles_workers(monkeypatch, tmp_path):
 
     def fake_train_specs(root, specs, **kw):
         seen.update(kw)
-        return pd.DataFrame(columns=train.RUN_COLUMNS)
+        return pd.DataFrame(columns=populations.RUN_COLUMNS)
 
-    monkeypatch.setattr(train, "train_specs", fake_train_specs)
+    monkeypatch.setattr(populations, "train_specs", fake_train_specs)
     monkeypatch.setattr(paths, "RESULTS", tmp_path / "results")
     profile = get_profile("smoke", workers=0)
-    train.train_profile(profile)
+    populations.train_profile(profile)
     assert seen["workers"] == get_profile("smoke").workers >= 1
 
 
@@ -333,7 +334,7 @@ def test_bf16_is_opt_in_and_part_of_the_key(tmp_path):
 def test_corrupt_then_missing_snapshot_is_retrained_bit_identical(tmp_path):
     specs = [("LeNet", tiny_spec(epochs=3))]
     spec = specs[0][1]
-    train.train_specs(tmp_path, specs, workers=1)
+    populations.train_specs(tmp_path, specs, workers=1)
     original = snapshot_bytes(tmp_path, spec)
     run = RunStore(tmp_path).run(spec)
     (run.dir / "centrality.npz").write_bytes(b"derived from the old snapshots")
@@ -342,16 +343,16 @@ def test_corrupt_then_missing_snapshot_is_retrained_bit_identical(tmp_path):
     assert train.check_run(run, checksums=False) == []
     assert any("SHA-256" in p for p in train.check_run(run))
     with pytest.warns(UserWarning, match="snap_002.pt"):
-        train.train_specs(tmp_path, specs, workers=1)
+        populations.train_specs(tmp_path, specs, workers=1)
     assert snapshot_bytes(tmp_path, spec) == original
     assert not (run.dir / "centrality.npz").exists()  # caches of the damaged run are dropped
     run.snapshot_path(1).unlink()
     with pytest.warns(UserWarning, match="snap_001.pt: missing"):
-        df = train.train_specs(tmp_path, specs, workers=1)
+        df = populations.train_specs(tmp_path, specs, workers=1)
     assert snapshot_bytes(tmp_path, spec) == original and df.loc[0, "status"] == "finished"
     snap.write_bytes(snap.read_bytes()[:100])  # truncated: found from the size alone
     with pytest.warns(UserWarning, match="bytes"):
-        train.train_specs(tmp_path, specs, workers=1, checksums=False)
+        populations.train_specs(tmp_path, specs, workers=1, checksums=False)
     assert snapshot_bytes(tmp_path, spec) == original
 
 
@@ -360,15 +361,15 @@ def test_store_files_follow_the_umask(tmp_path, monkeypatch, umask, mode):
     import os
     import stat
 
-    from paperlib import files
+    from paperlib.files import atomic
 
-    monkeypatch.setattr(files, "_UMASK", None)
+    monkeypatch.setattr(atomic, "_UMASK", None)
     old = os.umask(umask)
     try:
         meta = train.train_run(tmp_path, tiny_spec(epochs=1))
     finally:
         os.umask(old)
-        files._UMASK = None
+        atomic._UMASK = None
     run = RunStore(tmp_path).get(meta["key"])
     for path in [run.snapshot_path(0), run.snapshot_path(1), run.meta_path, run.dir / "spec.json"]:
         assert stat.S_IMODE(path.stat().st_mode) == mode, path

@@ -5,7 +5,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from paperlib import centrality, graph, models
+from paperlib.graph import centrality
+from paperlib import graph
+from paperlib.train import models
 
 from test_graph import SmallResNet
 

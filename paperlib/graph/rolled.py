@@ -32,7 +32,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import LinearOperator
 
-__all__ = ["RolledGraph", "build_rolled", "stack_rolled", "rolled_graph", "csr_bytes"]
+__all__ = ["RolledGraph", "build_rolled", "stack_rolled", "csr_bytes"]
 
 
 def csr_bytes(n: int, nnz: int) -> int:
@@ -275,7 +275,7 @@ def stack_rolled(graphs: Sequence[RolledGraph]):
     Returns a function mapping ``X`` of shape ``(len(graphs), n)`` to the rows
     ``A_s @ X[s]``: batched matrix products on the stacked dense blocks, one block-diagonal
     sparse product per sparse block; pass it to
-    :func:`paperlib.centrality.eigenvector_centrality_batch`.
+    :func:`paperlib.graph.centrality.eigenvector_centrality_batch`.
     """
     g0 = graphs[0]
     if any(len(g.groups) != len(g0.groups) or g.n != g0.n for g in graphs):
@@ -301,34 +301,3 @@ def stack_rolled(graphs: Sequence[RolledGraph]):
 
     return apply
 
-
-def rolled_graph(model, input_shape: Sequence[int] | None = None) -> RolledGraph:
-    """The rolled graph of ``model`` (Section 2 of the paper).
-
-    Parameters
-    ----------
-    model
-        a ``torch.fx``-traceable network (see :class:`paperlib.graph.GraphPlan`).
-    input_shape
-        shape of one input without the batch axis, e.g. ``(3, 32, 32)``. ``None`` guesses it:
-        ``model.input_shape`` if present, else the first weighted layer's input channels (or
-        features) at the sides 32, 16, 28, 64, 224, keeping the first the network accepts.
-
-    Returns
-    -------
-    RolledGraph
-        ``.adjacency`` (symmetric CSR, float64), ``.layers``, ``.operator``, ``.to_networkx()``.
-
-    Examples
-    --------
-    >>> import torch.nn as nn
-    >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 2 * 2, 3))
-    >>> g = rolled_graph(net, input_shape=(1, 4, 4))
-    >>> [(name, s.stop - s.start) for name, s in g.layers]
-    [('input', 1), ('0', 2), ('3', 3)]
-    >>> g.adjacency.shape, g.n_edges
-    ((6, 6), 8)
-    """
-    from .plan import GraphPlan
-
-    return GraphPlan(model, input_shape).rolled()

@@ -15,7 +15,7 @@ def write_size_table(profile) -> "Any":
     """Nodes, edges and memory of the rolled and unrolled graphs of every architecture.
 
     An untrained model of each population of ``profile`` is built with
-    ``paperlib.models.build_model`` (the dataset's input channels and classes, the profile's
+    ``paperlib.train.models.build_model`` (the dataset's input channels and classes, the profile's
     image size). Bytes are those of a CSR matrix holding both directions of every edge
     (float64 weights, int32 indices below 2**31 entries). Written to
     ``results/<profile>/graph_sizes.csv``.
@@ -29,7 +29,8 @@ def write_size_table(profile) -> "Any":
     """
     import pandas as pd
 
-    from .. import data, files, models
+    from ..train import data, models
+    from .. import files
 
     rows = []
     for pop in profile.populations:

@@ -24,7 +24,6 @@ Using Algebraic Topology. ICLR.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from scipy.sparse.linalg import LinearOperator
 
-from .flow import Incidence, Layer, UnsupportedGraphError
+from .values import Incidence, Layer, UnsupportedGraphError
 from .rolled import csr_bytes
 
-__all__ = ["UnrolledGraph", "unrolled_graph", "DEFAULT_MAX_BYTES"]
+__all__ = ["UnrolledGraph", "DEFAULT_MAX_BYTES"]
 
 #: memory cap of :meth:`UnrolledGraph.materialize` (bytes of the CSR matrix)
 DEFAULT_MAX_BYTES: int = 2 * 2**30
@@ -340,36 +339,3 @@ class UnrolledGraph:
         a.sum_duplicates()
         return a
 
-
-def unrolled_graph(model, input_shape: Sequence[int], dtype: torch.dtype = torch.float64) -> UnrolledGraph:
-    """The unrolled graph of ``model`` on inputs of ``input_shape`` (Rieck et al., 2019).
-
-    Parameters
-    ----------
-    model
-        a ``torch.fx``-traceable network (see :class:`paperlib.graph.GraphPlan`).
-    input_shape
-        one input without the batch axis, e.g. ``(3, 32, 32)``: the unrolled graph depends on it.
-    dtype
-        precision of the matrix-free products (float64 by default; float32 halves the memory
-        and time at about 1e-7 relative error).
-
-    Returns
-    -------
-    UnrolledGraph
-        ``.operator`` (``LinearOperator``), ``.materialize()``, ``.n_edges``, ``.nbytes``.
-
-    Examples
-    --------
-    >>> import numpy as np, torch.nn as nn
-    >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 2 * 2, 3))
-    >>> u = unrolled_graph(net, (1, 4, 4))
-    >>> u.n_nodes, u.n_edges   # 16 + 8 + 3 nodes; 2*9*4 conv + 3*8 linear multiplications
-    (27, 96)
-    >>> x = np.random.default_rng(0).random(u.n_nodes)
-    >>> bool(np.allclose(u.operator @ x, u.materialize() @ x))
-    True
-    """
-    from .plan import GraphPlan
-
-    return GraphPlan(model, input_shape).unrolled(dtype=dtype)

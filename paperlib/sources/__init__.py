@@ -5,13 +5,12 @@ A profile file (TOML or JSON) names the sources; ``01_import`` (instead of ``01_
 run store and ``runs.csv`` that ``01_train`` would have written. See the README, "Analysing
 checkpoints you already have".
 
-``profile_file``  profile files: found, parsed into a :class:`~paperlib.profiles.Profile`, registered
 ``core``          what a source hands the importer; the named errors of bad input
 ``importer``      the one import path: :func:`~paperlib.sources.importer.import_profile`
 ``own``           your own runs: one folder per run (``source = "runs"``)
 ``raytune``       Ray Tune experiment folders, the Model Zoos' raw layout (``source = "raytune"``)
 ``smallcnnzoo``   the Small CNN Zoo's ``weights.npy`` / ``metrics.csv.gz`` / ``layout.csv``
-``models``        the zoos' architectures as models of ours; torchvision and ``package.module:function``
 
-Nothing is imported here, so that reading profile files stays free of torch.
+The profile files themselves are read by :mod:`paperlib.profile_files` (free of torch); the zoos'
+architectures are models of ours, :mod:`paperlib.train.zoo`. Nothing is imported here.
 """

@@ -1,7 +1,7 @@
 """The one import path: an imported profile's populations into the run store and ``runs.csv``.
 
 :func:`import_profile` reads every population of an imported profile (its profile file, see
-:mod:`paperlib.sources.profile_file`) network by network and writes what ``01_train`` writes: one
+:mod:`paperlib.profile_files`) network by network and writes what ``01_train`` writes: one
 run directory per network in the profile's run store (``spec.json``, ``meta.json``,
 ``snap_XXX.pt``) and ``results/<profile>/runs.csv``, so that steps 02-07 run on it unchanged.
 Beside them, ``import_skipped.csv`` lists every network (or population) that could not be read and
@@ -38,11 +38,11 @@ import numpy as np
 import pandas as pd
 
 from .. import files, paths
-from ..store import RunStore
+from ..train.store import RunStore
 from . import own, raytune, smallcnnzoo
 from .core import IMPORT_VERSION, RunRecord, RunRef, SourceError, check_state_dict, configuration, finite, \
     standard_hparams
-from .profile_file import ImportedPopulation, ImportPlan, plan_of
+from ..profile_files import ImportedPopulation, ImportPlan, plan_of
 
 SOURCES = {"runs": own, "raytune": raytune, "smallcnnzoo": smallcnnzoo}
 SKIPPED_COLUMNS = files.IMPORT_SKIPPED_COLUMNS
@@ -68,7 +68,7 @@ def _matches(hparams: dict[str, Any], where: dict[str, Any]) -> bool:
 
 def select(refs: list[RunRef], ip: ImportedPopulation, networks: int = 0) -> list[RunRef]:
     """The networks to import: those matching ``where``, then at most ``limit`` (or ``networks``),
-    evenly spread over the sorted list (``numpy.linspace``, as ``paperlib.train.profile_specs``)."""
+    evenly spread over the sorted list (``numpy.linspace``, as ``paperlib.train.trainer.profile_specs``)."""
     refs = [r for r in refs if _matches(r.hparams, ip.where)]
     n = networks or ip.limit
     if n and n < len(refs):
@@ -106,7 +106,7 @@ def _ok(v: float | None) -> bool:
 def write_run(store: RunStore, ip: ImportedPopulation, ref: RunRef, rec: RunRecord, models: dict) -> dict[str, Any]:
     """Check and write one network; return its ``meta.json`` with ``key``. Raises SourceError (nothing of the
     run is kept as finished then)."""
-    from ..models import build_model
+    from ..train.models import build_model
 
     spec = _spec(ip, rec)
     run = store.run(spec)
@@ -172,7 +172,7 @@ def write_run(store: RunStore, ip: ImportedPopulation, ref: RunRef, rec: RunReco
 
 
 def _row(arch: str, spec_like: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
-    from ..train import _row as train_row
+    from ..train.populations import _row as train_row
 
     return train_row(arch, spec_like, meta, meta["key"])
 
@@ -188,7 +188,7 @@ def import_profile(profile: Any, networks: int = 0, progress: bool = True) -> Im
     """
     from tqdm.auto import tqdm
 
-    from ..train import quiet
+    from ..train.trainer import quiet
 
     name = profile if isinstance(profile, str) else profile.name
     plan: ImportPlan | None = plan_of(name)
@@ -242,7 +242,7 @@ def import_profile(profile: Any, networks: int = 0, progress: bool = True) -> Im
 
 
 def _check_datasets(plan: ImportPlan) -> None:
-    from .. import data
+    from ..train import data
 
     for ip in plan.populations:
         info = dict.get(data.DATASETS, ip.dataset)

@@ -28,7 +28,7 @@ import pandas as pd
 
 from .. import files
 from .core import MissingAccuracyError, RunRecord, RunRef, SourceError, load_state_dict_file
-from .profile_file import ImportedPopulation
+from ..profile_files import ImportedPopulation
 
 WEIGHTS = re.compile(r"^epoch_(\d+)\.pt$")
 

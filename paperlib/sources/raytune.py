@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .core import MissingAccuracyError, MissingWeightsError, RunRecord, RunRef, SourceError, load_state_dict_file
-from .profile_file import ImportedPopulation
+from ..profile_files import ImportedPopulation
 
 CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
 MAP = {"optim::lr": "lr", "model::dropout": "dropout", "seed": "seed", "optim::optimizer": "optimizer"}

@@ -17,7 +17,7 @@
     (conv kernels HWIO, dense kernels (in, out)); in each layer the bias comes before the kernel. The
     ranges must tile the row exactly (else :class:`~paperlib.sources.core.LayoutError`). Kernels
     are mapped in order onto the convolutions and the dense layer of the model (``conv1``..``conv3``,
-    ``dense`` of :class:`paperlib.sources.models.SmallCNN`) and transposed to PyTorch's layouts
+    ``dense`` of :class:`paperlib.train.zoo.SmallCNN`) and transposed to PyTorch's layouts
     (OIHW: ``(3, 2, 0, 1)``; linear: ``(out, in)``).
 
 Hyperparameters: ``config.learning_rate``, ``config.dropout``, ``config.optimizer`` are lr, dropout and
@@ -39,7 +39,7 @@ import torch
 
 from .. import files
 from .core import LayoutError, MissingAccuracyError, RunRecord, RunRef, SourceError
-from .profile_file import ImportedPopulation
+from ..profile_files import ImportedPopulation
 
 FILES = ("weights.npy", "metrics.csv.gz", "layout.csv")
 MAP = {"config.learning_rate": "lr", "config.dropout": "dropout", "config.optimizer": "optimizer"}
@@ -141,7 +141,7 @@ def list_runs(ip: ImportedPopulation) -> list[RunRef]:
 
 def to_state_dict(row: np.ndarray, layout: list[tuple[str, int, int, tuple[int, ...]]], file: Path, run: str,
                   epoch: int) -> dict[str, torch.Tensor]:
-    """One row as the state_dict of :class:`~paperlib.sources.models.SmallCNN` (TensorFlow to PyTorch layouts)."""
+    """One row as the state_dict of :class:`~paperlib.train.zoo.SmallCNN` (TensorFlow to PyTorch layouts)."""
     kernels = [(n, s, e, sh) for n, s, e, sh in layout if "bias" not in n.lower()]
     biases = [(n, s, e, sh) for n, s, e, sh in layout if "bias" in n.lower()]
     names = ["conv1", "conv2", "conv3", "dense"]
