@@ -339,6 +339,31 @@ def test_a_killed_run_leaves_the_manifest_saying_interrupted(sig, bare_root):
     assert not _pid_alive(kernel_pid), "the notebook's kernel outlived the interrupted runner"
 
 
+def test_an_interrupt_the_notebook_client_swallows_still_stops_the_run_as_interrupted(bare_root, in_root,
+                                                                                     monkeypatch, capsys):
+    """Under load the notebook client can catch the KeyboardInterrupt of a SIGINT (a cell
+    cancelled) and return as if the notebook had finished: the runner must still stop with 130
+    and an "interrupted" manifest, not report the notebook's outputs as missing."""
+    import papermill
+
+    def swallowing_client(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here
+        except KeyboardInterrupt:
+            pass  # what the client did: the notebook "finished"
+
+    in_root(bare_root)
+    monkeypatch.setattr(papermill, "execute_notebook", swallowing_client)
+    code = pipeline.main(["--profile", "smoke", "--only", "01_train", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 130, err
+    assert "did not write its declared outputs" not in err and "INTERRUPTED (SIGINT)" in err
+    manifest = read_manifest("smoke")
+    assert manifest["status"] == "interrupted" and manifest["steps"][0]["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the runner left its handler installed"
+
+
 def test_a_record_of_a_runner_killed_with_sigkill_reads_as_interrupted(tmp_results):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -27,19 +27,27 @@ KERNEL = "python3"
 
 
 class Interrupted(KeyboardInterrupt):
-    """The runner received SIGTERM or SIGHUP."""
+    """The runner received SIGINT, SIGTERM or SIGHUP."""
 
 
 class _signals:
-    """Turn SIGTERM and SIGHUP into :class:`Interrupted` while the runner works (restored after)."""
+    """Turn SIGINT, SIGTERM and SIGHUP into :class:`Interrupted` while the runner works (restored
+    after), and remember the signal in :attr:`received`.
 
-    SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+    The notebook client runs the kernel in an event loop that may swallow the interrupt (a cell
+    cancelled, the notebook "finished"); the runner therefore checks :attr:`received` after every
+    notebook and stops as interrupted, whatever the client returned.
+    """
+
+    SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
     def __enter__(self) -> "_signals":
         self.old = {}
+        self.received: str | None = None
 
         def handler(signum: int, frame: Any) -> None:
-            raise Interrupted(signal.Signals(signum).name)
+            self.received = signal.Signals(signum).name
+            raise Interrupted(self.received)
 
         for s in self.SIGNALS:
             try:

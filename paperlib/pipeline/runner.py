@@ -31,7 +31,7 @@ from typing import Any, Sequence
 from .. import paths
 from ..steps import STEP_NAMES, get_step, notebook_path
 from .inputs import MissingInputError, _missing_message, _missing_outputs, check_datasets, check_inputs
-from .kernel import KERNEL, _kernel_env, _kernel_manager_class, _signals
+from .kernel import KERNEL, Interrupted, _kernel_env, _kernel_manager_class, _signals
 from ..files import read_manifest
 from .manifest import _effective_spec, _now, _strip_machine_paths, provenance
 from .parameters import ParameterError, resolve_parameters
@@ -116,7 +116,7 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
         follower = Follower(progress_file, sys.stderr, prefix="      ").start()
     km_class = _kernel_manager_class(folder)
     try:
-        with _signals(), _kernel_env(progress_file):
+        with _signals() as signals, _kernel_env(progress_file):
             for i, name in enumerate(steps, 1):
                 params = per_step[name]
                 print(f"[{i}/{len(steps)}] {name} ({profile}) {params}", flush=True)
@@ -143,6 +143,8 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
                             log_output=False,
                             **({"kernel_manager_class": km_class} if km_class else {}),
                         )
+                        if signals.received:  # the client may return as if the notebook had finished
+                            raise Interrupted(signals.received)
                         record["status"] = "ok"
                     except PapermillExecutionError as exc:
                         record["status"] = "failed"
@@ -157,6 +159,10 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
                         record["error"] = f"{type(exc).__name__}: {exc}"
                         print(f"\nFAILED: notebook {name}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
                         code = 1
+                    except BaseException:  # e.g. the client's event loop cancelled by the interrupt
+                        if signals.received:
+                            raise Interrupted(signals.received) from None
+                        raise
                     executed = out_dir / f"{name}.ipynb"
                     if executed.exists():
                         _strip_machine_paths(executed)
