@@ -120,7 +120,7 @@ def steps(networks: int) -> None:
         ts.LRS = ts.LRS[:networks]
         for label, fixture, toml in (("runs", ts.own_runs, ts.OWN_TOML), ("raytune", ts.zoo_trials, ts.ZOO_TOML),
                                      ("smallcnnzoo", ts.small_zoo, ts.SMALL_TOML)):
-            base, _, _ = fixture.__wrapped__(Factory(tmp / label))
+            base, _, _ = next(fixture.__wrapped__(Factory(tmp / label)))  # the fixtures are generators (cleanup after)
             root = make_root(tmp / label / "root")
             ts._profile(root, toml.format(name=f"b-{label}", path=base), f"b-{label}")
             env = {**os.environ, "PAPERLIB_ROOT": str(root), "PYTHONPATH": str(CODE), "PAPERLIB_QUIET": "1"}
@@ -130,8 +130,10 @@ def steps(networks: int) -> None:
             res = root / "results" / f"b-{label}"
             man = json.loads((res / "manifest.json").read_text())
             n = len(pd.read_csv(res / "runs.csv"))
-            cent = pd.read_csv(res / "centralities.csv")
-            feats = pd.read_csv(res / "features.csv")
+            # the measured seconds live apart from the results (results/<profile>/timings/)
+            cent = pd.read_csv(res / "centralities.csv").merge(pd.read_csv(res / "timings" / "centralities.csv"),
+                                                               on="key")
+            feats = pd.read_csv(res / "timings" / "features.csv")
             inside = {  # measured inside the steps, per network (no kernel start-up)
                 "import": json.loads((res / "metrics.json").read_text())["import"]["seconds_per_network"],
                 "02 rolled": float((cent["n_snapshots"] * cent["rolled_seconds"]).mean()),
