@@ -16,15 +16,25 @@ A passing test's ``tmp_path`` is removed when it ends (``tmp_path_retention_poli
 in ``pyproject.toml``); module fixtures remove their folders when their module ends.
 
 **Two workers.** ``make test`` runs the suite on two pytest-xdist workers (:func:`pytest_xdist_make_scheduler`).
-Each test module is one group (its module fixtures are built once), the modules that share the
-smoke pipeline are one group (it runs once), and the paper-profile test is in that group too, so
-that the two largest temporary folders never exist at the same time. The groups start longest
-first (:data:`HEAVY`), so that the two workers finish together.
+Each test module is one group (its module fixtures are built once) and the modules that share the
+smoke pipeline are one group (it runs once; its root is removed after the group's last test). The
+groups start longest first (:data:`HEAVY`): the paper-profile test on one worker, the smoke group
+on the other, so that the two workers finish together.
 """
 
 from __future__ import annotations
 
 import os
+
+# Each pytest-xdist worker is one of the processes that share the cores (one per core: `make test`),
+# so each computes on one thread: BLAS and OpenMP pools sized for the whole machine would
+# oversubscribe it, and their spinning threads cost more than they gain. Set before numpy and torch
+# load; pipelines run by a test inherit it. No number depends on it (paperlib fixes the threads of
+# every computation whose bits depend on them; tests/test_kernels.py and test_train.py vary them).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 import shutil
 import subprocess
 import sys
@@ -70,18 +80,41 @@ def tree_bytes(root: Path) -> int:
     return total
 
 
+def tree_parts(root: Path, depth: int = 2) -> dict[str, int]:
+    """Bytes of the files under ``root`` by their folder ``depth`` levels down (relative, '/'-joined)."""
+    parts: dict[str, int] = {}
+    root = Path(root)
+    for dirpath, _, names in os.walk(root):
+        rel = Path(dirpath).relative_to(root).parts[:depth]
+        key = "/".join(rel) or "."
+        for name in names:
+            try:
+                parts[key] = parts.get(key, 0) + os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return parts
+
+
 class DiskSampler(threading.Thread):
-    """Peak of :func:`tree_bytes` of ``root``, sampled every ``every`` seconds until :meth:`stop`."""
+    """Peak of the bytes under ``root``, sampled every ``every`` seconds until :meth:`stop`;
+    :attr:`at_peak` is the peak's split by folder (:func:`tree_parts`) and :attr:`peak_seconds`
+    its time since the start."""
 
     def __init__(self, root: Path, every: float = DISK_SAMPLE_SECONDS):
         super().__init__(name="disk-sampler", daemon=True)
         self.root, self.every = Path(root), every
         self.peak, self.samples = 0, 0
+        self.at_peak: dict[str, int] = {}
+        self.peak_seconds = 0.0
+        self._t0 = time.perf_counter()
         self._halt = threading.Event()
 
     def sample(self) -> int:
-        size = tree_bytes(self.root)
-        self.peak, self.samples = max(self.peak, size), self.samples + 1
+        parts = tree_parts(self.root)
+        size = sum(parts.values())
+        if size > self.peak:
+            self.peak, self.at_peak, self.peak_seconds = size, parts, time.perf_counter() - self._t0
+        self.samples += 1
         return size
 
     def run(self) -> None:
@@ -107,12 +140,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         config._paperlib_disk_sampler.start()  # type: ignore[attr-defined]
 
 
-# The smoke pipeline's users share one group (the pipeline runs once); the paper-profile test joins
-# them so that its store and the smoke root never coexist (the disk bound). Every other module is
-# its own group. HEAVY: the groups that take longest, started first (measured CPU seconds, 2 cores).
+# The smoke pipeline's users share one group (the pipeline runs once). Every other module is its
+# own group. HEAVY: the groups that take longest (measured seconds on 2 cores), started first.
 SMOKE_GROUP = "smoke-pipeline"
-GROUPS = {"test_paper_profile": SMOKE_GROUP, "test_outputs": SMOKE_GROUP, "test_verify": SMOKE_GROUP}
-HEAVY = (SMOKE_GROUP, "test_sources", "test_gpu_check", "test_graph_torchvision", "test_kernels", "test_pipeline",
+GROUPS = {"test_outputs": SMOKE_GROUP, "test_verify": SMOKE_GROUP}
+HEAVY = ("test_paper_profile", SMOKE_GROUP, "test_sources", "test_gpu_check", "test_graph_torchvision", "test_kernels", "test_pipeline",
          "test_train", "test_notebooks", "test_models", "test_tables")
 
 
@@ -123,12 +155,16 @@ def group_of(nodeid: str) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Longest groups first (the order in which the workers receive them); within a group the
-    paper-profile test first (before the smoke root exists), then the collection order."""
-    def rank(item: pytest.Item) -> tuple[int, int]:
+    """Longest groups first (the order in which the workers receive them), then the collection order."""
+    def rank(item: pytest.Item) -> int:
         g = group_of(item.nodeid)
-        return (HEAVY.index(g) if g in HEAVY else len(HEAVY), 0 if "test_paper_profile" in item.nodeid else 1)
+        return HEAVY.index(g) if g in HEAVY else len(HEAVY)
 
+    strays = [i.nodeid for i in items if "smoke_pipeline" in getattr(i, "fixturenames", ())
+              and group_of(i.nodeid) != SMOKE_GROUP]
+    if strays:
+        raise pytest.UsageError(f"tests using the smoke_pipeline fixture must be in conftest.GROUPS' {SMOKE_GROUP!r} "
+                                f"(its root is removed after that group): {strays[:3]}")
     items.sort(key=rank)
 
 
@@ -157,8 +193,12 @@ def _disk_peak(config: pytest.Config) -> int | None:
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     peak = _disk_peak(config)
     if peak is not None:
+        sampler = config._paperlib_disk_sampler  # type: ignore[attr-defined]
+        largest = sorted(sampler.at_peak.items(), key=lambda kv: -kv[1])[:3]
+        where = ", ".join(f"{k} {v / 1e6:.0f}" for k, v in largest if v >= 1e6)
         terminalreporter.write_line(f"peak disk use of the temporary folder: {peak / 1e6:.0f} MB "
-                                    f"(bound {DISK_BOUND / 1e6:.0f} MB)")
+                                    f"(bound {DISK_BOUND / 1e6:.0f} MB), {sampler.peak_seconds:.0f} s into the run"
+                                    + (f"; largest folders then (MB): {where}" if where else ""))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -232,7 +272,22 @@ def smoke_pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
 
     only = [a for s in STEPS if s.notebook.exists() for a in ("--only", s.name)]  # test_notebooks checks the rest
     proc = run_pipeline(root, "--profile", "smoke", *only)  # with the progress lines, as a user sees it
-    return PipelineRun(proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - t0, root)
+    run = PipelineRun(proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - t0, root)
+    _SMOKE_ROOTS.append(root)
+    return run
+
+
+_SMOKE_ROOTS: list[Path] = []  # removed after the last test of SMOKE_GROUP (pytest_runtest_teardown)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """After the last test of :data:`SMOKE_GROUP` (the group runs as one block on one worker) the
+    smoke root is removed: the rest of the suite does not pay its disk."""
+    yield
+    if group_of(item.nodeid) == SMOKE_GROUP and (nextitem is None or group_of(nextitem.nodeid) != SMOKE_GROUP):
+        while _SMOKE_ROOTS:
+            shutil.rmtree(_SMOKE_ROOTS.pop(), ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- synthetic results
