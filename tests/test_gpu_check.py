@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -28,7 +29,9 @@ def _module():
 
 
 def _run(out: Path, *args: str, timeout: float = 1200) -> tuple[subprocess.CompletedProcess, dict]:
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), *args], cwd=paths.CODE,
+    # its scratch folder goes under the test's folder, so the suite's disk bound counts it
+    env = dict(os.environ, TMPDIR=str(out.parent))
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), *args], cwd=paths.CODE, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert (out / "gpu_check.json").is_file() and (out / "gpu_check.md").is_file(), proc.stdout + proc.stderr
     return proc, json.loads((out / "gpu_check.json").read_text())

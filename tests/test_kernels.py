@@ -31,9 +31,13 @@ OTHER_BLAS = {"OPENBLAS_CORETYPE": "Sandybridge", "OPENBLAS_NUM_THREADS": "2", "
               "MKL_NUM_THREADS": "2"}
 
 
-def _python(code: str, env: dict[str, str], native: bool = False) -> dict:
+def _python(code: str, env: dict[str, str], native: bool = False, tmp=None) -> dict:
+    """Run ``code`` in a fresh interpreter; ``tmp`` (a test's ``tmp_path``) becomes its temporary folder, so
+    what it writes there is counted by the suite's disk bound and removed with pytest's folders."""
     full = {k: v for k, v in os.environ.items() if k not in kernels.PIN and k != "PAPERLIB_KERNELS"}
     full.update(env)
+    if tmp is not None:
+        full["TMPDIR"] = str(tmp)
     full["PYTHONPATH"] = str(paths.CODE)
     full["PAPERLIB_QUIET"] = "1"
     if native:
@@ -87,17 +91,17 @@ print(json.dumps(out))
 
 @needs_pin
 @pytest.mark.slow
-def test_training_gives_the_same_snapshots_on_an_avx2_only_cpu():
-    native_cpu = _python(_TRAIN, {})
-    avx2_cpu = _python(_TRAIN, AVX2_CPU)
+def test_training_gives_the_same_snapshots_on_an_avx2_only_cpu(tmp_path):
+    native_cpu = _python(_TRAIN, {}, tmp=tmp_path)
+    avx2_cpu = _python(_TRAIN, AVX2_CPU, tmp=tmp_path)
     assert native_cpu == avx2_cpu and len(native_cpu) == 3
 
 
 @needs_pin
 @needs_avx512
 @pytest.mark.slow
-def test_control_without_the_pin_the_avx2_simulation_moves_the_snapshots():
-    assert _python(_TRAIN, {}, native=True) != _python(_TRAIN, AVX2_CPU, native=True)
+def test_control_without_the_pin_the_avx2_simulation_moves_the_snapshots(tmp_path):
+    assert _python(_TRAIN, {}, native=True, tmp=tmp_path) != _python(_TRAIN, AVX2_CPU, native=True, tmp=tmp_path)
 
 
 _EVAL = r"""
