@@ -102,6 +102,8 @@ class Profile:
             problems.append(f"device={self.device!r} must be one of {DEVICES}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision={self.precision!r} must be one of {PRECISIONS}")
+        if not self.populations:
+            problems.append("populations is empty: a profile needs at least one population")
         for pop in self.populations:
             if pop.epochs < 1:
                 problems.append(f"population {pop.arch}: epochs={pop.epochs} must be >= 1")
@@ -128,6 +130,7 @@ class Profile:
     def with_overrides(self, **overrides: Any) -> "Profile":
         """A copy with profile fields replaced; ``epochs`` and ``t_max`` apply to every population.
 
+        ``populations`` replaces the tuple of populations (``epochs``/``t_max`` then apply to the new ones).
         For every field, 0, ``""`` and ``None`` keep the profile's value. Without ``t_max``, an
         ``epochs`` below a population's ``t_max`` lowers ``t_max`` to it. The result is validated
         like any profile (``ValueError`` naming the fields).
@@ -138,7 +141,7 @@ class Profile:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise KeyError(f"unknown profile field(s): {sorted(unknown)}")
-        pops = self.populations
+        pops = overrides.pop("populations", self.populations)
         if pop_over:
             if "epochs" in pop_over and "t_max" not in pop_over:
                 pop_over_t = lambda p: min(p.t_max, pop_over["epochs"])  # noqa: E731

@@ -45,6 +45,16 @@ def test_zero_or_empty_override_keeps_the_profiles_value():
         get_profile("default", no_such_field=1)
 
 
+def test_populations_can_be_replaced_and_epochs_then_apply_to_the_new_ones():
+    one = DEFAULT.populations[:1]
+    p = DEFAULT.with_overrides(populations=one)
+    assert p.populations == one and p.archs == [one[0].arch]
+    q = DEFAULT.with_overrides(populations=one, epochs=3)
+    assert [(pop.arch, pop.epochs, pop.t_max) for pop in q.populations] == [(one[0].arch, 3, min(one[0].t_max, 3))]
+    with pytest.raises(ValueError, match="populations is empty"):
+        DEFAULT.with_overrides(populations=())
+
+
 def test_paper_grid_is_the_authors_launched_grid():
     lrs = sorted(m * 10.0 ** e for e in range(-6, 0) for m in (3.0, 3.5))
     for pop in PAPER.populations:
@@ -73,3 +83,9 @@ def test_effective_profile_reads_recorded_overrides(tmp_path, monkeypatch):
     (tmp_path / "smoke" / "overrides.json").write_text("{broken")
     with pytest.raises(ValueError, match="overrides.json.*corrupt"):
         profiles.effective_profile("smoke")
+
+
+def test_the_names_profile_files_reserve_are_the_built_in_profiles():
+    # profile_files must not import profiles (it is imported by it), so it keeps its own copy of the names
+    from paperlib import profile_files
+    assert profile_files.BUILTIN == {p.name for p in (SMOKE, DEFAULT, PAPER)}
