@@ -36,6 +36,18 @@ their first operation (torch). A process that imported numpy or ran a torch oper
 raises :class:`KernelError`, which names what to do. Training and evaluation call it before
 they compute; results from unpinned kernels are never written.
 
+**The convolution backend.** Pinning the instruction set is not enough for torch's
+convolutions: oneDNN (and NNPACK, torch's fallback for the forward pass) choose their blocking
+from the CPU's cache sizes and model, and oneDNN promises the same bits only on the same
+platform. Measured: the committed ``default`` networks, trained on an AMD EPYC (AVX-512) with
+oneDNN convolutions under the pin above, came out different from epoch 1 on an Intel Xeon
+(AVX-512) with the same lock and pin. :func:`portable_convolutions` therefore turns both off
+wherever paperlib computes with convolutions (every training run, the unrolled graph): torch
+then runs its own im2col and MKL's GEMM, whose CNR mode (``MKL_CBWR=AVX2,STRICT``) fixes the
+cache sizes and the reduction order for every CPU of the class. It costs speed (about 1.1x for
+LeNet, 2x for VGG, 2.6x for ResNet-20 per training step on 2 cores;
+``benchmarks/bench_kernels.py``).
+
 **The class** (:func:`isa_class`) is part of every run's specification and meta:
 ``x86-64-v3`` where the pin holds. Elsewhere nothing is pinned and the class names the machine
 (``aarch64``, ``arm64``, ``x86_64-pre-v3``, or the platform's own name): numbers are then
@@ -46,11 +58,12 @@ key with pinned ones. ``PAPERLIB_KERNELS=native`` opts out (class ``<machine>-na
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 PINNED_CLASS = "x86-64-v3"
 PIN = {
@@ -79,6 +92,25 @@ def _cpu_flags() -> set[str]:
     except OSError:
         pass
     return set()
+
+
+def cpu_model() -> str:
+    """The CPU's vendor and model name (Linux ``/proc/cpuinfo``; the platform's processor string
+    elsewhere), recorded in the manifest: numbers that differ between machines name the CPUs."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+                if not line.strip():
+                    break
+    except OSError:
+        pass
+    name = " ".join(v for v in (fields.get("vendor_id"), fields.get("model name")) if v)
+    if name and fields.get("cpu family"):
+        name += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    return name or platform.processor() or platform.machine()
 
 
 def _version(dist: str) -> tuple[int, ...]:
@@ -160,3 +192,26 @@ def check(where: str) -> dict[str, Any]:
             "imported: import paperlib first (restart the kernel or interpreter), or start Python "
             "with the variables of paperlib.kernels.PIN set.")
     return now
+
+
+@contextlib.contextmanager
+def portable_convolutions() -> Iterator[None]:
+    """Inside: torch's convolutions without oneDNN and NNPACK (ATen's im2col and MKL's GEMM).
+
+    Both libraries pick their blocking, and so the order of a convolution's sums, from the CPU's
+    cache sizes and model; the ATen path's order depends only on the shapes. The flags the
+    process had are restored afterwards. Under ``PAPERLIB_KERNELS=native`` nothing is changed
+    (the libraries' own, faster choice).
+    """
+    import torch
+
+    if isa_class().endswith("-native"):
+        yield
+        return
+    old = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        with torch.backends.nnpack.flags(enabled=False):
+            yield
+    finally:
+        torch.backends.mkldnn.enabled = old

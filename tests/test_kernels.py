@@ -157,3 +157,35 @@ def test_a_kernel_started_outside_the_runner_is_pinned(tmp_path):
         os.environ.update(env)
     text = nbformat.read(out, as_version=4).cells[1].outputs[0]["text"]
     assert "'openblas': ['Haswell']" in text and "'torch': 'AVX2'" in text and "'numpy_x86_v4': False" in text
+
+
+_CONV_PATH = r"""
+import json
+import paperlib
+import torch
+from torch.profiler import profile
+from paperlib.train import device as dev
+conv = torch.nn.Conv2d(3, 8, 3)
+x = torch.randn(16, 3, 12, 12)
+def ops():
+    with profile() as p:
+        conv(x).sum().backward()
+    return sorted({e.name for e in p.events() if "conv" in e.name or "nnpack" in e.name})
+out = {"outside": ops(), "available": torch.backends.mkldnn.is_available()}
+with dev.run_context("cpu", 1):
+    out["inside"] = ops()
+out["restored"] = [torch.backends.mkldnn.enabled, torch._C._get_nnpack_enabled()]
+print(json.dumps(out))
+"""
+
+
+@needs_pin
+def test_training_convolutions_run_on_the_portable_path_not_onednn_or_nnpack():
+    """oneDNN and NNPACK block by the CPU's cache sizes (the committed networks of an AMD EPYC did not
+    come out on an Intel Xeon); inside a run, torch's im2col + GEMM convolution runs instead."""
+    got = _python(_CONV_PATH, {})
+    assert "aten::_slow_conv2d_forward" in got["inside"] and "aten::_slow_conv2d_backward" in got["inside"]
+    assert not [op for op in got["inside"] if "mkldnn" in op or "nnpack" in op], got["inside"]
+    if got["available"]:  # control: outside a run this torch build does use oneDNN, so the switch matters
+        assert "aten::mkldnn_convolution" in got["outside"]
+    assert got["restored"] == [True, True]

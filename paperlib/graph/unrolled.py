@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from scipy.sparse.linalg import LinearOperator
 
+from .. import kernels
 from .values import Incidence, Layer, UnsupportedGraphError
 from .rolled import csr_bytes
 
@@ -219,7 +220,8 @@ class UnrolledGraph:
         For every layer, the forward product (``conv2d`` with ``|K|``, or ``|W| @``) goes from
         the producers' elements (through the incidences) to the layer's, and the transposed
         product (``conv_transpose2d``, ``|W|.T @``) back; the graphs of a batch run together
-        as the groups of one grouped convolution. Runs on :attr:`threads` threads.
+        as the groups of one grouped convolution. Runs on :attr:`threads` threads, with the
+        convolutions on the portable path (:func:`paperlib.kernels.portable_convolutions`).
         """
         plan, weights, layers = self.plan, self.weights, self.layers
         x_np = np.asarray(x, dtype=np.float64)
@@ -230,49 +232,50 @@ class UnrolledGraph:
         if self.threads:
             torch.set_num_threads(self.threads)
         try:
-            x_t = torch.from_numpy(np.ascontiguousarray(x_np)).to(dtype)
-            y = torch.zeros_like(x_t)
-            nb = self.batch
-            routes = self._routes
-            for c in plan.consumers:
-                layer = plan.layers[c]
-                w = weights[c]
-                sc = layers[c][1]
-                n_in, rs = routes[c]
-                inp = x_t.new_zeros((nb, n_in)) if rs else None
-                for sl, kind, a, b in rs:
-                    xp = x_t[:, sl]
-                    if kind == "id":
-                        inp += xp
-                    elif kind == "idx":
-                        inp[:, a] += xp[:, b]
+            with kernels.portable_convolutions():
+                x_t = torch.from_numpy(np.ascontiguousarray(x_np)).to(dtype)
+                y = torch.zeros_like(x_t)
+                nb = self.batch
+                routes = self._routes
+                for c in plan.consumers:
+                    layer = plan.layers[c]
+                    w = weights[c]
+                    sc = layers[c][1]
+                    n_in, rs = routes[c]
+                    inp = x_t.new_zeros((nb, n_in)) if rs else None
+                    for sl, kind, a, b in rs:
+                        xp = x_t[:, sl]
+                        if kind == "id":
+                            inp += xp
+                        elif kind == "idx":
+                            inp[:, a] += xp[:, b]
+                        else:
+                            inp += torch.from_numpy(np.asarray(a @ xp.numpy().T).T).to(dtype)
+                    xc = x_t[:, sc]
+                    if layer.kind == "conv":
+                        k, st, p, d = conv_geometry(layer)
+                        g = layer.groups * nb
+                        wf = w.reshape(-1, *w.shape[2:])
+                        cin, h, wd = layer.in_shape
+                        co, ho, wo = layer.out_shape
+                        if inp is not None:
+                            y[:, sc] += F.conv2d(inp.reshape(1, nb * cin, h, wd), wf, None, st, p, d, g).reshape(nb, -1)
+                        op_h = h - ((ho - 1) * st[0] - 2 * p[0] + d[0] * (k[0] - 1) + 1)
+                        op_w = wd - ((wo - 1) * st[1] - 2 * p[1] + d[1] * (k[1] - 1) + 1)
+                        back = F.conv_transpose2d(xc.reshape(1, nb * co, ho, wo), wf, None, st, p,
+                                                  (op_h, op_w), g, d).reshape(nb, -1)
                     else:
-                        inp += torch.from_numpy(np.asarray(a @ xp.numpy().T).T).to(dtype)
-                xc = x_t[:, sc]
-                if layer.kind == "conv":
-                    k, st, p, d = conv_geometry(layer)
-                    g = layer.groups * nb
-                    wf = w.reshape(-1, *w.shape[2:])
-                    cin, h, wd = layer.in_shape
-                    co, ho, wo = layer.out_shape
-                    if inp is not None:
-                        y[:, sc] += F.conv2d(inp.reshape(1, nb * cin, h, wd), wf, None, st, p, d, g).reshape(nb, -1)
-                    op_h = h - ((ho - 1) * st[0] - 2 * p[0] + d[0] * (k[0] - 1) + 1)
-                    op_w = wd - ((wo - 1) * st[1] - 2 * p[1] + d[1] * (k[1] - 1) + 1)
-                    back = F.conv_transpose2d(xc.reshape(1, nb * co, ho, wo), wf, None, st, p,
-                                              (op_h, op_w), g, d).reshape(nb, -1)
-                else:
-                    fo, fi = w.shape[1], w.shape[2]
-                    if inp is not None:
-                        y[:, sc] += torch.matmul(inp.reshape(nb, -1, fi), w.transpose(1, 2)).reshape(nb, -1)
-                    back = torch.matmul(xc.reshape(nb, -1, fo), w).reshape(nb, -1)
-                for sl, kind, a, b in rs:
-                    if kind == "id":
-                        y[:, sl] += back
-                    elif kind == "idx":
-                        y[:, sl] = y[:, sl].index_add(1, b, back[:, a])
-                    else:
-                        y[:, sl] += torch.from_numpy(np.asarray(b @ back.numpy().T).T).to(dtype)
+                        fo, fi = w.shape[1], w.shape[2]
+                        if inp is not None:
+                            y[:, sc] += torch.matmul(inp.reshape(nb, -1, fi), w.transpose(1, 2)).reshape(nb, -1)
+                        back = torch.matmul(xc.reshape(nb, -1, fo), w).reshape(nb, -1)
+                    for sl, kind, a, b in rs:
+                        if kind == "id":
+                            y[:, sl] += back
+                        elif kind == "idx":
+                            y[:, sl] = y[:, sl].index_add(1, b, back[:, a])
+                        else:
+                            y[:, sl] += torch.from_numpy(np.asarray(b @ back.numpy().T).T).to(dtype)
         finally:
             torch.set_num_threads(prev)
         out = y.to(torch.float64).numpy()

@@ -65,6 +65,7 @@ def provenance() -> dict[str, Any]:
         "machine": {
             "platform": platform.platform(),
             "processor": platform.machine(),
+            "cpu": kernels.cpu_model(),
             "cpu_count": os.cpu_count(),
             "gpu": gpu,
             "isa": kernels.isa_class(),

@@ -96,7 +96,8 @@ def deterministic_pools(model: nn.Module) -> nn.Module:
 
 @contextlib.contextmanager
 def run_context(device: str, threads: int) -> Iterator[None]:
-    """Threads fixed to ``threads``, deterministic algorithms on; both restored afterwards.
+    """Threads fixed to ``threads``, deterministic algorithms on, convolutions on the portable
+    path (:func:`paperlib.kernels.portable_convolutions`); all restored afterwards.
 
     Refuses (:class:`paperlib.kernels.KernelError`) to run when torch or numpy already chose other
     CPU kernels than the pinned ones.
@@ -113,7 +114,8 @@ def run_context(device: str, threads: int) -> Iterator[None]:
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
     try:
-        yield
+        with kernels.portable_convolutions():
+            yield
     finally:
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det)

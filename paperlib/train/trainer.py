@@ -12,8 +12,10 @@ and kernel class are in the key; see :mod:`paperlib.train.device` and :mod:`pape
 :func:`train_run` trains one network, deterministically and bit-identically whatever the machine:
 inside the run, torch uses ``spec["threads"]`` intra-op threads (1 in every profile) whatever
 the process had, deterministic algorithms, the pinned CPU kernels (:mod:`paperlib.kernels`;
-checked before the run starts), ``torch.manual_seed(seed)`` before building the model
-(on the CPU, so the initial weights are the same on every device), and a ``torch.Generator``
+checked before the run starts) and convolutions without oneDNN or NNPACK (their blocking
+follows the CPU's cache sizes; :func:`paperlib.kernels.portable_convolutions`),
+``torch.manual_seed(seed)`` before building the model (on the CPU, so the initial weights are
+the same on every device), and a ``torch.Generator``
 seeded with ``seed`` on the training device for the shuffling and the augmentation. The data are
 one tensor per split on the device (:func:`paperlib.train.data.load_tensors`), augmented and normalised
 there as in the authors' code (random crop with 4-pixel padding and horizontal flip for CIFAR-10
@@ -70,7 +72,7 @@ from .models import build_model
 from ..profile_types import Population, Profile
 from .store import Run, RunStore, load_tensors, save_tensors
 
-TRAIN_VERSION = 3  # bump when a change to this module changes what a run produces (3: pinned CPU kernels)
+TRAIN_VERSION = 4  # bump when a change to this module changes what a run produces (3: pinned CPU kernels; 4: portable convolutions)
 EVAL_BATCH = 512
 
 SPEC_FIELDS = (
