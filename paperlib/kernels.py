@@ -36,17 +36,15 @@ their first operation (torch). A process that imported numpy or ran a torch oper
 raises :class:`KernelError`, which names what to do. Training and evaluation call it before
 they compute; results from unpinned kernels are never written.
 
-**The convolution backend.** Pinning the instruction set is not enough for torch's
-convolutions: oneDNN (and NNPACK, torch's fallback for the forward pass) choose their blocking
-from the CPU's cache sizes and model, and oneDNN promises the same bits only on the same
-platform. Measured: the committed ``default`` networks, trained on an AMD EPYC (AVX-512) with
-oneDNN convolutions under the pin above, came out different from epoch 1 on an Intel Xeon
-(AVX-512) with the same lock and pin. :func:`portable_convolutions` therefore turns both off
-wherever paperlib computes with convolutions (every training run, the unrolled graph): torch
-then runs its own im2col and MKL's GEMM, whose CNR mode (``MKL_CBWR=AVX2,STRICT``) fixes the
-cache sizes and the reduction order for every CPU of the class. It costs speed (about 1.1x for
-LeNet, 2x for VGG, 2.6x for ResNet-20 per training step on 2 cores;
-``benchmarks/bench_kernels.py``).
+**The BLAS.** Pinning the instruction set is not enough for torch's convolutions and linear
+layers: oneDNN and NNPACK choose their blocking from the CPU's cache sizes and model, and MKL
+honours ``MKL_CBWR=AVX2`` only on Intel CPUs (on an AMD CPU it reports ``CNR:AUTO``, its own
+choice). Measured: networks trained on an Intel Xeon came out different from epoch 1 on an AMD
+EPYC with the same lock and pin, through MKL's GEMMs. Training therefore computes every
+convolution, linear layer and dropout mask through :mod:`paperlib.blas` (all GEMMs on numpy's
+OpenBLAS, pinned above; no oneDNN, NNPACK or MKL call), as the unrolled graph does, and the
+evaluation's BLAS is the same OpenBLAS. ``MKL_CBWR`` stays pinned for anything else of torch's
+that a reader computes. ``benchmarks/bench_gemm.py`` measures the speed against torch's own paths.
 
 **The class** (:func:`isa_class`) is part of every run's specification and meta:
 ``x86-64-v3`` where the pin holds. Elsewhere nothing is pinned and the class names the machine
@@ -58,12 +56,11 @@ key with pinned ones. ``PAPERLIB_KERNELS=native`` opts out (class ``<machine>-na
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import os
 import platform
 import sys
-from typing import Any, Iterator
+from typing import Any
 
 PINNED_CLASS = "x86-64-v3"
 PIN = {
@@ -192,26 +189,3 @@ def check(where: str) -> dict[str, Any]:
             "imported: import paperlib first (restart the kernel or interpreter), or start Python "
             "with the variables of paperlib.kernels.PIN set.")
     return now
-
-
-@contextlib.contextmanager
-def portable_convolutions() -> Iterator[None]:
-    """Inside: torch's convolutions without oneDNN and NNPACK (ATen's im2col and MKL's GEMM).
-
-    Both libraries pick their blocking, and so the order of a convolution's sums, from the CPU's
-    cache sizes and model; the ATen path's order depends only on the shapes. The flags the
-    process had are restored afterwards. Under ``PAPERLIB_KERNELS=native`` nothing is changed
-    (the libraries' own, faster choice).
-    """
-    import torch
-
-    if isa_class().endswith("-native"):
-        yield
-        return
-    old = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        with torch.backends.nnpack.flags(enabled=False):
-            yield
-    finally:
-        torch.backends.mkldnn.enabled = old

@@ -159,33 +159,73 @@ def test_a_kernel_started_outside_the_runner_is_pinned(tmp_path):
     assert "'openblas': ['Haswell']" in text and "'torch': 'AVX2'" in text and "'numpy_x86_v4': False" in text
 
 
-_CONV_PATH = r"""
+_MKL_CALLS = r"""
+import json, sys, tempfile
+from pathlib import Path
+from paperlib import profiles
+from paperlib.train import trainer as train
+P = profiles.get_profile("default")
+for arch, spec in train.profile_specs(P, networks=1):
+    if arch in ("LeNet", "AlexNet", "ResNet-20"):
+        train.train_run(Path(tempfile.mkdtemp()), dict(spec, epochs=1, dropout=0.5))
+print("END-OF-TRAINING", flush=True)
+import torch
+torch.mm(torch.ones(64, 64), torch.ones(64, 64))  # control: MKL_VERBOSE does report torch's BLAS
+print(json.dumps({}))
+"""
+
+
+@needs_pin
+@pytest.mark.slow
+def test_a_training_run_makes_no_mkl_call(tmp_path):
+    """MKL follows the CPU's vendor (MKL_CBWR=AVX2 is ignored on AMD): a run's GEMMs are OpenBLAS's."""
+    env = {k: v for k, v in os.environ.items() if k not in kernels.PIN and k != "PAPERLIB_KERNELS"}
+    env.update(MKL_VERBOSE="1", PYTHONPATH=str(paths.CODE), PAPERLIB_QUIET="1", TMPDIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", _MKL_CALLS], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    during, _, after = proc.stdout.partition("END-OF-TRAINING")
+    assert "MKL_VERBOSE" not in during, during[:2000]
+    assert "MKL_VERBOSE SGEMM" in after, "control: MKL_VERBOSE=1 reports torch's MKL calls"
+
+
+_LAYER_OPS = r"""
 import json
 import paperlib
 import torch
 from torch.profiler import profile
 from paperlib.train import device as dev
-conv = torch.nn.Conv2d(3, 8, 3)
+model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.Linear(8 * 10 * 10, 4))
 x = torch.randn(16, 3, 12, 12)
 def ops():
     with profile() as p:
-        conv(x).sum().backward()
-    return sorted({e.name for e in p.events() if "conv" in e.name or "nnpack" in e.name})
-out = {"outside": ops(), "available": torch.backends.mkldnn.is_available()}
+        model(x).sum().backward()
+    return sorted({e.name for e in p.events()})
+out = {"outside": ops()}
 with dev.run_context("cpu", 1):
+    dev.portable_layers(model, "cpu")
     out["inside"] = ops()
-out["restored"] = [torch.backends.mkldnn.enabled, torch._C._get_nnpack_enabled()]
 print(json.dumps(out))
 """
 
 
 @needs_pin
-def test_training_convolutions_run_on_the_portable_path_not_onednn_or_nnpack():
-    """oneDNN and NNPACK block by the CPU's cache sizes (the committed networks of an AMD EPYC did not
-    come out on an Intel Xeon); inside a run, torch's im2col + GEMM convolution runs instead."""
-    got = _python(_CONV_PATH, {})
-    assert "aten::_slow_conv2d_forward" in got["inside"] and "aten::_slow_conv2d_backward" in got["inside"]
-    assert not [op for op in got["inside"] if "mkldnn" in op or "nnpack" in op], got["inside"]
-    if got["available"]:  # control: outside a run this torch build does use oneDNN, so the switch matters
-        assert "aten::mkldnn_convolution" in got["outside"]
-    assert got["restored"] == [True, True]
+def test_training_layers_run_on_openblas_not_onednn_nnpack_or_mkl():
+    """oneDNN and NNPACK block by the CPU's cache sizes, MKL by its vendor: inside a run, neither
+    torch's convolutions nor its addmm run; the layers are paperlib.blas's."""
+    got = _python(_LAYER_OPS, {})
+    torch_ops = {"aten::convolution", "aten::addmm", "aten::mm", "aten::mkldnn_convolution",
+                 "aten::_slow_conv2d_forward", "aten::convolution_backward"}
+    assert not torch_ops & set(got["inside"]), got["inside"]
+    assert "_Conv2d" in got["inside"] and "_Linear" in got["inside"]
+    assert "aten::convolution" in got["outside"], "control: outside a run torch's own layers run"
+
+
+_THREADS = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+_ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@needs_pin
+@pytest.mark.slow
+def test_training_gives_the_same_snapshots_whatever_the_threads_of_the_environment(tmp_path):
+    """A run fixes its own threads (torch's and the BLAS's) to the specification's."""
+    assert _python(_TRAIN, _ONE_THREAD, tmp=tmp_path) == _python(_TRAIN, _THREADS, tmp=tmp_path)

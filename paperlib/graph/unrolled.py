@@ -28,10 +28,10 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from scipy.sparse.linalg import LinearOperator
+from threadpoolctl import threadpool_limits
 
-from .. import kernels
+from .. import blas
 from .values import Incidence, Layer, UnsupportedGraphError
 from .rolled import csr_bytes
 
@@ -220,8 +220,9 @@ class UnrolledGraph:
         For every layer, the forward product (``conv2d`` with ``|K|``, or ``|W| @``) goes from
         the producers' elements (through the incidences) to the layer's, and the transposed
         product (``conv_transpose2d``, ``|W|.T @``) back; the graphs of a batch run together
-        as the groups of one grouped convolution. Runs on :attr:`threads` threads, with the
-        convolutions on the portable path (:func:`paperlib.kernels.portable_convolutions`).
+        as the groups of one grouped convolution. Runs on :attr:`threads` threads; every product
+        goes through :mod:`paperlib.blas` (numpy's pinned OpenBLAS), so the bits do not depend on
+        the CPU's vendor.
         """
         plan, weights, layers = self.plan, self.weights, self.layers
         x_np = np.asarray(x, dtype=np.float64)
@@ -232,7 +233,7 @@ class UnrolledGraph:
         if self.threads:
             torch.set_num_threads(self.threads)
         try:
-            with kernels.portable_convolutions():
+            with threadpool_limits(limits=self.threads or None, user_api="blas"):
                 x_t = torch.from_numpy(np.ascontiguousarray(x_np)).to(dtype)
                 y = torch.zeros_like(x_t)
                 nb = self.batch
@@ -259,16 +260,14 @@ class UnrolledGraph:
                         cin, h, wd = layer.in_shape
                         co, ho, wo = layer.out_shape
                         if inp is not None:
-                            y[:, sc] += F.conv2d(inp.reshape(1, nb * cin, h, wd), wf, None, st, p, d, g).reshape(nb, -1)
-                        op_h = h - ((ho - 1) * st[0] - 2 * p[0] + d[0] * (k[0] - 1) + 1)
-                        op_w = wd - ((wo - 1) * st[1] - 2 * p[1] + d[1] * (k[1] - 1) + 1)
-                        back = F.conv_transpose2d(xc.reshape(1, nb * co, ho, wo), wf, None, st, p,
-                                                  (op_h, op_w), g, d).reshape(nb, -1)
+                            y[:, sc] += blas.conv2d(inp.reshape(1, nb * cin, h, wd), wf, None, st, p, d, g).reshape(nb, -1)
+                        back = blas.conv2d_input_grad(xc.reshape(1, nb * co, ho, wo), wf, (1, nb * cin, h, wd),
+                                                      st, p, d, g).reshape(nb, -1)
                     else:
                         fo, fi = w.shape[1], w.shape[2]
                         if inp is not None:
-                            y[:, sc] += torch.matmul(inp.reshape(nb, -1, fi), w.transpose(1, 2)).reshape(nb, -1)
-                        back = torch.matmul(xc.reshape(nb, -1, fo), w).reshape(nb, -1)
+                            y[:, sc] += blas.matmul(inp.reshape(nb, -1, fi), w.transpose(1, 2)).reshape(nb, -1)
+                        back = blas.matmul(xc.reshape(nb, -1, fo), w).reshape(nb, -1)
                     for sl, kind, a, b in rs:
                         if kind == "id":
                             y[:, sl] += back

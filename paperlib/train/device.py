@@ -28,6 +28,13 @@ deterministic algorithms
     global average pools of the ResNets as a mean over the spatial axes instead
     (:func:`deterministic_pools`), the same function without learnable state, so snapshots load
     into the original model unchanged.
+matrix products
+    on the CPU of the pinned class (:mod:`paperlib.kernels`), every ``nn.Conv2d``, ``nn.Linear``
+    and ``nn.Dropout`` of a training run computes through :mod:`paperlib.blas`
+    (:func:`portable_layers`): all GEMMs on numpy's pinned OpenBLAS, with ``threads`` BLAS
+    threads, so the bits do not depend on the CPU's vendor or model. oneDNN, NNPACK and MKL
+    (which follows the vendor) do no arithmetic of a run. Elsewhere (a GPU,
+    ``PAPERLIB_KERNELS=native``, a CPU outside the class) torch's own layers run.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
+from threadpoolctl import threadpool_limits
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("float32", "bf16")
@@ -94,10 +102,25 @@ def deterministic_pools(model: nn.Module) -> nn.Module:
     return model
 
 
+def uses_blas(device: str) -> bool:
+    """Whether a run on ``device`` computes its layers through :mod:`paperlib.blas`: the CPU of the
+    pinned class (:data:`paperlib.kernels.PINNED_CLASS`)."""
+    from .. import kernels
+
+    return device == "cpu" and kernels.isa_class() == kernels.PINNED_CLASS
+
+
+def portable_layers(model: nn.Module, device: str) -> nn.Module:
+    """:func:`paperlib.blas.portable_layers` where :func:`uses_blas`; the model unchanged elsewhere."""
+    from .. import blas
+
+    return blas.portable_layers(model) if uses_blas(device) else model
+
+
 @contextlib.contextmanager
 def run_context(device: str, threads: int) -> Iterator[None]:
-    """Threads fixed to ``threads``, deterministic algorithms on, convolutions on the portable
-    path (:func:`paperlib.kernels.portable_convolutions`); all restored afterwards.
+    """Threads fixed to ``threads`` (torch's intra-op threads and, for :mod:`paperlib.blas`, the
+    BLAS threads), deterministic algorithms on; all restored afterwards.
 
     Refuses (:class:`paperlib.kernels.KernelError`) to run when torch or numpy already chose other
     CPU kernels than the pinned ones.
@@ -110,15 +133,20 @@ def run_context(device: str, threads: int) -> Iterator[None]:
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
     old_bench = torch.backends.cudnn.benchmark
+    old_fill = torch.utils.deterministic.fill_uninitialized_memory
     torch.set_num_threads(int(threads))
     torch.use_deterministic_algorithms(True)
+    # deterministic mode fills every new empty tensor with NaN by default; every buffer of a run
+    # is written before it is read, so that fill would only cost time (a quarter of a ResNet step)
+    torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.benchmark = False
     try:
-        with kernels.portable_convolutions():
+        with threadpool_limits(limits=int(threads), user_api="blas"):
             yield
     finally:
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det)
+        torch.utils.deterministic.fill_uninitialized_memory = old_fill
         torch.backends.cudnn.benchmark = old_bench
 
 

@@ -12,8 +12,8 @@ and kernel class are in the key; see :mod:`paperlib.train.device` and :mod:`pape
 :func:`train_run` trains one network, deterministically and bit-identically whatever the machine:
 inside the run, torch uses ``spec["threads"]`` intra-op threads (1 in every profile) whatever
 the process had, deterministic algorithms, the pinned CPU kernels (:mod:`paperlib.kernels`;
-checked before the run starts) and convolutions without oneDNN or NNPACK (their blocking
-follows the CPU's cache sizes; :func:`paperlib.kernels.portable_convolutions`),
+checked before the run starts) and every convolution, linear layer and dropout mask computed
+through :mod:`paperlib.blas` (all GEMMs on the pinned OpenBLAS; :func:`paperlib.train.device.portable_layers`),
 ``torch.manual_seed(seed)`` before building the model (on the CPU, so the initial weights are
 the same on every device), and a ``torch.Generator``
 seeded with ``seed`` on the training device for the shuffling and the augmentation. The data are
@@ -72,7 +72,7 @@ from .models import build_model
 from ..profile_types import Population, Profile
 from .store import Run, RunStore, load_tensors, save_tensors
 
-TRAIN_VERSION = 4  # bump when a change to this module changes what a run produces (3: pinned CPU kernels; 4: portable convolutions)
+TRAIN_VERSION = 5  # bump when a change to this module changes what a run produces (3: pinned CPU kernels; 4: portable convolutions; 5: every GEMM on OpenBLAS)
 EVAL_BATCH = 512
 
 SPEC_FIELDS = (
@@ -329,7 +329,7 @@ def _train(run: Run, spec: dict[str, Any], data_root: Path | str | None, progres
     tensors = data.load_tensors(spec["dataset"], spec["image_size"], spec["train_limit"], root=data_root,
                                 device=device)
     torch.manual_seed(spec["seed"])
-    model = dev.deterministic_pools(_make_model(spec)).to(device)
+    model = dev.portable_layers(dev.deterministic_pools(_make_model(spec)).to(device), spec["device"])
     opt = _make_optimizer(spec, model.parameters())
     gen = torch.Generator(device=device).manual_seed(spec["seed"])
     env = {**dev.environment(device), "paperlib": __version__, "device": spec["device"],
