@@ -27,11 +27,13 @@ from . import blocks
 
 @dataclass(frozen=True)
 class Block:
-    """A generated block: the page (relative to the root), its marker name and its renderer."""
+    """A generated block: the page (relative to the root), its marker name and its renderer, called
+    with the page's folder (and, for the results, the profiles to show: ``per_profile``)."""
 
     page: str
     name: str
-    render: Callable[[Path], str]  # called with the page's folder
+    render: Callable[..., str]
+    per_profile: bool = False
 
     @property
     def start(self) -> str:
@@ -48,28 +50,18 @@ class Block:
 
 #: every generated block, page by page
 BLOCKS: tuple[Block, ...] = (
-    Block("README.md", "results", blocks.results_at_a_glance),
-    Block("docs/results.md", "results", blocks.results_in_full),
+    Block("README.md", "results", blocks.results_at_a_glance, per_profile=True),
+    Block("docs/results.md", "results", blocks.results_in_full, per_profile=True),
     Block("docs/design.md", "steps", blocks.step_map),
     Block("docs/design.md", "packages", blocks.package_map),
 )
-#: the README's block (kept under its old names for callers)
-START, END = BLOCKS[0].start, BLOCKS[0].end
 
 
 def rendered(block: Block, profiles: Iterable[str] | None = None) -> str:
     """The text between ``block``'s markers (with the markers)."""
     base = block.path.parent
-    if block.render in (blocks.results_at_a_glance, blocks.results_in_full):
-        body = block.render(base, profiles)
-    else:
-        body = block.render(base)
+    body = block.render(base, profiles) if block.per_profile else block.render(base)
     return f"{block.start}\n{body}{block.end}"
-
-
-def render(profile: str = "default") -> str:
-    """The README's results block for ``profile`` (without the markers)."""
-    return blocks.results_at_a_glance(paths.ROOT, [profile])
 
 
 def _split(block: Block, text: str) -> tuple[str, str]:
@@ -102,11 +94,6 @@ def update(profiles: Iterable[str] | None = None) -> list[Block]:
             files.atomic_write_text(block.path, new)
             changed.append(block)
     return changed
-
-
-def update_readme(profile: str | None = None) -> bool:
-    """Rewrite every generated block (of ``profile`` only, if given); returns whether anything changed."""
-    return bool(update(None if profile is None else [profile]))
 
 
 DESCRIPTION = """\
