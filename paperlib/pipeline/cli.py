@@ -109,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress lines (runs, graphs, evaluations done and the time left) on stderr")
     parser.add_argument("--write-headers", action="store_true",
-                        help="regenerate every notebook's header (what it reads and rewrites) from STEPS, then exit")
+                        help="regenerate every notebook's header (what it reads and rewrites) from STEPS and the "
+                             "parameters table of docs/profiles.md, then exit")
     args = parser.parse_args(argv)
     try:
         args.profile = _profile_argument(args.profile)
@@ -118,10 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _list(args.profile)
             return 0
         if args.write_headers:
-            from ..notebooks import write_headers
+            from ..notebooks import write_headers, write_parameters_table
 
-            for path in write_headers():
-                print(f"rewrote {paths.relative(path)}")
+            for path in [*write_headers(), write_parameters_table()]:
+                if path is not None:
+                    print(f"rewrote {paths.relative(path)}")
             return 0
         return run(steps, args.profile, args.parameter, progress=not args.no_progress)
     except (ParameterError, MissingInputError) as exc:

@@ -9,8 +9,9 @@ and from the code's own declarations, never typed by hand::
     python -m paperlib.report --check    # exit 1 if a block is out of date (nothing written)
 
 ``tests/test_report.py`` checks that every committed block agrees with what it is rendered from.
-The notebooks' headers are generated the same way, by ``python -m paperlib.pipeline --write-headers``
-(:mod:`paperlib.notebooks`).
+The notebooks' headers and the table of notebook parameters in ``docs/profiles.md`` are generated
+the same way, by ``python -m paperlib.pipeline --write-headers`` (:mod:`paperlib.notebooks`: they
+come from the notebooks and the runner's checks, a later stage than this one).
 """
 
 from __future__ import annotations
