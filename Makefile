@@ -45,7 +45,7 @@ install: $(VENV)/.installed
 
 reproduce: $(VENV)/.installed
 	$(PY) -m paperlib.pipeline --profile $(PROFILE) $(ARGS)
-	if [ "$(PROFILE)" = default ]; then $(PY) -m paperlib.report --profile default; fi
+	if [ "$(PROFILE)" = default ]; then $(PY) -m paperlib.report; fi
 
 # Two pytest-xdist workers, one per core of the 2-core machine the suite is sized for; each test
 # module is one group (tests/conftest.py). TEST_WORKERS=0 runs the suite in one process.

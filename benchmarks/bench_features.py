@@ -72,7 +72,15 @@ def _synthetic_store(profile: Profile, root: Path, n_networks: int) -> tuple[pd.
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/bench_features.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Times the feature step (S3, 03_features): seconds per network to compute every feature set up\n"
+                    "to the largest t, per architecture. With a trained profile (runs.csv and the cached\n"
+                    "centralities) it times the real run store; without one, a synthetic store of freshly\n"
+                    "initialised networks in a temporary folder (the output then says SYNTHETIC).",
+        epilog="examples:\n"
+               "  python benchmarks/bench_features.py                                 the default profile\n"
+               "  python benchmarks/bench_features.py --profile smoke --networks 4    a quick run")
     parser.add_argument("--profile", default="default")
     parser.add_argument("--networks", type=int, default=8, help="networks per population (synthetic store)")
     args = parser.parse_args(argv)

@@ -151,7 +151,16 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["_child"]:
         child_import(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
         sys.exit(0)
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(
+        prog="python benchmarks/bench_sources.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Cost of importing checkpoints. memory: writes a Small-CNN-Zoo-sized weights.npy (sparsely, in a\n"
+                    "temporary folder, deleted afterwards), imports --sample networks in a child process and\n"
+                    "prints its peak resident memory and the seconds per network. steps: builds each source's\n"
+                    "test population (tiny networks trained on digits), runs 01_import, 02_graph and 03_features\n"
+                    "through the runner in a temporary root and prints the seconds per network of each step.",
+        epilog="examples:\n"
+               "  python benchmarks/bench_sources.py memory --rows 270000 --sample 100\n"
+               "  python benchmarks/bench_sources.py steps --networks 6")
     ap.add_argument("what", choices=["memory", "steps"])
     ap.add_argument("--rows", type=int, default=270_000)
     ap.add_argument("--sample", type=int, default=100)

@@ -17,6 +17,7 @@ Usage::
 
 from __future__ import annotations
 
+import argparse
 import gc
 import sys
 import time
@@ -97,7 +98,16 @@ def one(name: str) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    names = argv or torchvision.models.list_models(module=torchvision.models)
+    ap = argparse.ArgumentParser(
+        prog="python benchmarks/graph_coverage.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Builds the rolled and the unrolled graph of every classification model of torchvision\n"
+                    "(freshly initialised, never downloaded) and writes which work and which are refused, with the\n"
+                    "walker's reason, to results/graph_coverage.md (and prints it).",
+        epilog="examples:\n"
+               "  python benchmarks/graph_coverage.py                        every model\n"
+               "  python benchmarks/graph_coverage.py resnet18 mobilenet_v2  some models")
+    ap.add_argument("models", nargs="*", help="torchvision model names (default: every classification model)")
+    names = ap.parse_args(argv).models or torchvision.models.list_models(module=torchvision.models)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     rows = []

@@ -25,8 +25,8 @@ the pipeline
 ``features/``       S3, 03: ``signatures``, ``sets`` (named feature sets), ``population``
 ``evaluate/``       S4, 04-06: ``evaluation``, ``tuning``, ``stats``, ``experiments``, ``timing``
 ``stopping/``       07, beyond the paper: ``predictor``, ``hooks``, ``search``, ``pruning``
-``report/``         ``tables``, ``published``, ``render``, ``readings``, ``figures``, ``readme``
-                    (``python -m paperlib.report``: the README's results block)
+``report/``         ``tables``, ``published``, ``render``, ``readings``, ``figures``, ``blocks``,
+                    ``readme`` (``python -m paperlib.report``: the generated blocks of the docs)
 running it
 ``pipeline/``       ``python -m paperlib.pipeline``: ``parameters``, ``inputs``, ``manifest``,
                     ``kernel``, ``runner``, ``cli``

@@ -17,6 +17,11 @@ a block, generated from :data:`paperlib.steps.STEPS`, that says what the noteboo
     python -m paperlib.pipeline --write-headers     # rewrite the blocks (and normalise)
 
 :func:`header_problems` lists the notebooks whose block is out of date (a test calls it).
+
+**The parameters table.** The same command rewrites the table of every notebook parameter in
+``docs/profiles.md`` (between ``<!-- parameters:start -->`` and ``<!-- parameters:end -->``), from
+the notebooks' ``parameters`` cells and the ranges the runner checks
+(:data:`paperlib.pipeline.parameters.PARAMETERS`); :func:`header_problems` reports it when stale.
 """
 
 from __future__ import annotations
@@ -231,4 +236,63 @@ def header_problems() -> list[str]:
         if first is None or first.source != with_header(first.source, name):
             out.append(f"{name}.ipynb: its header is out of date with steps.STEPS "
                        "(run `python -m paperlib.pipeline --write-headers`)")
-    return out
+    problem = parameters_table_problem()
+    return out + ([problem] if problem else [])
+
+
+# --------------------------------------------------------------------------- the parameters table
+#: the page that holds the generated table of notebook parameters, and its markers
+PARAMETERS_PAGE = "docs/profiles.md"
+PARAMETERS_START, PARAMETERS_END = "<!-- parameters:start -->", "<!-- parameters:end -->"
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def parameters_table() -> str:
+    """Every notebook parameter (``-p name=value``): the notebooks that declare it, its type, default,
+    range and what it does, as a Markdown table (one row per distinct declaration)."""
+    from .pipeline.parameters import PARAMETERS, declared_parameters
+    from .steps import STEP_NAMES
+
+    rows: dict[tuple[str, str, str, str], list[str]] = {}
+    for step in STEP_NAMES:
+        for name, d in declared_parameters(step).items():
+            key = (name, d["type"], repr(d["default"]), d["help"])
+            rows.setdefault(key, []).append(step)
+    out = ["| parameter | notebooks | type | default | range | what it does |", "|---|---|---|---|---|---|"]
+    for (name, type_name, default, help_text), steps in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[1])):
+        rng = PARAMETERS[name].describe() if name in PARAMETERS else ""
+        out.append(f"| `{name}` | {', '.join(steps)} | {type_name} | `{default}` | {_cell(rng) or '–'} | "
+                   f"{_cell(help_text)} |")
+    return "\n".join(out) + "\n"
+
+
+def _with_parameters_table(text: str) -> str:
+    if text.count(PARAMETERS_START) != 1 or text.count(PARAMETERS_END) != 1:
+        raise ValueError(f"{PARAMETERS_PAGE}: needs exactly one {PARAMETERS_START} ... {PARAMETERS_END} block")
+    head, rest = text.split(PARAMETERS_START, 1)
+    tail = rest.split(PARAMETERS_END, 1)[1]
+    return f"{head}{PARAMETERS_START}\n{parameters_table()}{PARAMETERS_END}{tail}"
+
+
+def write_parameters_table() -> Path | None:
+    """Rewrite the generated parameters table; returns the page if it changed."""
+    page = paths.CODE / PARAMETERS_PAGE
+    old = page.read_text(encoding="utf-8")
+    new = _with_parameters_table(old)
+    if new == old:
+        return None
+    files.atomic_write_text(page, new)
+    return page
+
+
+def parameters_table_problem() -> str | None:
+    """Why the committed parameters table is out of date, or None."""
+    page = paths.CODE / PARAMETERS_PAGE
+    text = page.read_text(encoding="utf-8")
+    if _with_parameters_table(text) != text:
+        return (f"{PARAMETERS_PAGE}: the parameters table is out of date with the notebooks "
+                "(run `python -m paperlib.pipeline --write-headers`)")
+    return None

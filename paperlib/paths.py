@@ -109,7 +109,7 @@ def manifest_path(profile: str) -> Path:
 
 
 def metrics_path(profile: str) -> Path:
-    """Headline numbers the README quotes, written by the pipeline."""
+    """Headline numbers the README and docs/results.md quote, written by the pipeline."""
     return results_dir(profile) / "metrics.json"
 
 

@@ -124,7 +124,7 @@ def _first_run_model(folder: Path, file: Path) -> tuple[str, dict[str, Any]]:
     runs = sorted(p for p in folder.iterdir() if (p / "run.json").is_file()) if folder.is_dir() else []
     if not runs:
         raise ProfileFileError(f"{file}: population path {folder} holds no run folder with a run.json; give "
-                               "'model' in the profile or see the README (Your own runs)")
+                               "'model' in the profile or see docs/own-runs.md (Your own runs)")
     meta = json.loads((runs[0] / "run.json").read_text())
     return str(meta.get("model", "")), dict(meta.get("model_kwargs", {}))
 

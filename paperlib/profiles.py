@@ -16,7 +16,7 @@ the rest from here; ``make reproduce PROFILE=smoke`` selects one.
 ``paper``
     the paper's scale: CIFAR-10 and Tiny-ImageNet, the paper's architectures and
     epochs and its Table 1 thresholds. Needs the datasets under ``PAPERLIB_DATA`` and,
-    realistically, GPUs or a cluster (see README).
+    realistically, GPUs or a cluster (see ``docs/paper-scale.md``).
 
 Thresholds of ``default`` and ``smoke`` are ours (the paper has no digits setting):
 50% final test accuracy for ``default``, the middle of the chance-to-perfect range for 10

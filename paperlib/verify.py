@@ -311,7 +311,19 @@ def report(checks: list[Check], header: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m paperlib.verify", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m paperlib.verify", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Checks the committed results of a profile (make verify) in a few minutes, without writing to\n"
+                    "them. 1. Retrains a random sample of the committed networks and compares the SHA-256 of every\n"
+                    "snapshot with results/<profile>/snapshots.csv. 2. Recomputes their graphs and features (02, 03)\n"
+                    "and compares them with the committed features/<arch>.npz. 3. Reruns 04-07 from the committed\n"
+                    "features in a temporary folder and compares every file they write with the committed one.\n"
+                    "Prints one line per file (identical, measured or DIFFERENT with the first difference); exit\n"
+                    "status 0 only when every check holds. Nothing under results/ or figures/ is written.",
+        epilog="examples:\n"
+               "  python -m paperlib.verify                       the default profile, a fresh sample (seed printed)\n"
+               "  python -m paperlib.verify --seed 7              repeat the sample of seed 7\n"
+               "  python -m paperlib.verify --skip-training       only check 3 (04-07 from the committed features)")
     ap.add_argument("--profile", default="default")
     ap.add_argument("--per-arch", type=int, default=3, help="networks retrained per architecture (default 3)")
     ap.add_argument("--seed", type=int, default=None, help="picks the sample (default: a fresh one, printed)")

@@ -10,6 +10,8 @@ stage or a shared module; nothing else.
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 from pathlib import Path
 
 import paperlib
@@ -31,6 +33,8 @@ STAGES: tuple[tuple[str, ...], ...] = (
 )
 #: the longest a module may be (lines)
 MAX_LINES = 500
+#: the longest any Python file of the repository may be (scripts and tests included)
+MAX_FILE_LINES = 550
 
 
 def module_name(path: Path) -> str:
@@ -130,6 +134,25 @@ def test_imports_go_down_the_pipeline():
 def test_every_module_is_short():
     long = sorted(f"{module_name(p)}: {n} lines" for p in PKG.rglob("*.py")
                   if (n := len(p.read_text().splitlines())) > MAX_LINES)
+    assert long == []
+
+
+def python_files() -> list[Path]:
+    """The repository's tracked Python files (``git ls-files``), or, outside a git checkout, every
+    Python file outside hidden and virtual-environment folders."""
+    root = PKG.parent
+    if shutil.which("git") and (root / ".git").exists():
+        out = subprocess.run(["git", "ls-files", "-z", "--", "*.py"], cwd=root, capture_output=True, check=True)
+        return [root / name for name in out.stdout.decode().split("\0") if name and (root / name).is_file()]
+    return [p for p in root.rglob("*.py")
+            if not any(part.startswith(".") or part.startswith("venv") for part in p.relative_to(root).parts)]
+
+
+def test_no_python_file_of_the_repository_is_long():
+    files = python_files()
+    assert any(p.name == "gpu_check.py" for p in files)
+    long = sorted(f"{p.relative_to(PKG.parent)}: {n} lines" for p in files
+                  if (n := len(p.read_text().splitlines())) > MAX_FILE_LINES)
     assert long == []
 
 

@@ -1,6 +1,7 @@
 """The notebooks in notebooks/ are committed clean and follow the papermill conventions."""
 
 import ast
+import re
 
 import nbformat
 import pytest
@@ -162,3 +163,22 @@ def test_a_missing_input_is_a_short_message_in_the_notebook(tmp_path):
     run = subprocess.run([sys.executable, "-m", "paperlib.pipeline", "--profile", "smoke", "--only", "02_graph"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "01_train.ipynb" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_the_parameters_table_lists_every_parameter_and_its_staleness_is_found(tmp_path, monkeypatch):
+    from paperlib import notebooks
+    from paperlib.pipeline.parameters import declared_parameters
+    from paperlib.steps import STEP_NAMES
+
+    table = notebooks.parameters_table()
+    for step in STEP_NAMES:
+        for name in declared_parameters(step):
+            assert re.search(rf"^\| `{name}` \|[^\n]*\b{step}\b", table, re.M), (step, name)
+    page = tmp_path / notebooks.PARAMETERS_PAGE
+    page.parent.mkdir(parents=True)
+    committed = (paths.CODE / notebooks.PARAMETERS_PAGE).read_text()
+    page.write_text(committed.replace("| `epochs` |", "| `epochs_typed_by_hand` |"))
+    monkeypatch.setattr(paths, "CODE", tmp_path)
+    assert "out of date" in notebooks.parameters_table_problem()
+    assert notebooks.write_parameters_table() == page and notebooks.parameters_table_problem() is None
+    assert page.read_text() == committed

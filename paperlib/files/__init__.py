@@ -23,18 +23,18 @@ file (under results/<p>/)      written   read by
 ``import_skipped.csv``         01i       the import's summary (networks not imported, why)
 ``imported.csv``               01i       the import's summary (what each network's horizon holds)
 ``overrides.json``             01        every later step (:func:`read_overrides`)
-``table1.csv``                 01        the README's report
+``table1.csv``                 01        the results pages
 ``centralities.csv``           02        06 (cross-check of the timings)
 ``graph_sizes.csv``            02        the README
 ``features.csv``               03        04, 05 (which feature sets are there)
 ``features/<arch>.npz``        03        04, 05, 07 (:func:`write_features`)
 ``q1.csv``, ``q1_skipped.csv`` 04        Table 2, Fig. 3, 06 (t needed), readings
-``table2.csv``                 04        readings, the README's report
+``table2.csv``                 04        readings, the results pages
 ``q2.csv``, ``q2_skipped.csv`` 05        Fig. 4, readings
 ``q3.csv``                     06        Fig. 5, readings
 ``q3_snapshots/<arch>.pt``     06        06 on a fresh clone (:func:`write_q3_snapshot`)
-``early_stopping.csv``         07        the README's report
-``metrics.json``               01-07     the README's report (:func:`update_metrics`)
+``early_stopping.csv``         07        the results pages
+``metrics.json``               01-07     the results pages (:func:`update_metrics`)
 ``timings/<table>``            01-03     06, the README (:data:`Table.timings`)
 =============================  ========  =================================================
 

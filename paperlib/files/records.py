@@ -137,7 +137,7 @@ def read_metrics(profile: Any) -> dict[str, Any]:
 def update_metrics(profile: Any, section: str, values: dict[str, Any]) -> dict[str, Any]:
     """Replace ``section`` of the profile's ``metrics.json`` with ``values``; return the whole file.
 
-    Each notebook writes its own section; the README's report quotes this file, never typed numbers.
+    Each notebook writes its own section; the results pages quotes this file, never typed numbers.
     """
     metrics = read_metrics(profile)
     metrics[section] = values

@@ -1,4 +1,5 @@
-"""Reporting: tables, figures, readings and the README's results block, all read from the result files.
+"""Reporting: tables, figures, readings and the generated blocks of the README and ``docs/``, all read
+from the result files and the code's own declarations.
 
 Modules
 -------
@@ -12,6 +13,8 @@ Modules
     plain-language readings computed from the result files.
 ``figures``
     figures, one shared style.
+``blocks``
+    the generated blocks: the results at a glance and in full, the step map, the package map.
 ``readme``
-    the README's results block: ``python -m paperlib.report``.
+    where each block goes, putting them in place and checking them: ``python -m paperlib.report``.
 """

@@ -1,4 +1,4 @@
-"""``python -m paperlib.report``: the README's results block (:mod:`paperlib.report.readme`)."""
+"""``python -m paperlib.report``: the generated blocks of the README and ``docs/`` (:mod:`paperlib.report.readme`)."""
 
 import sys
 

@@ -1,125 +1,131 @@
-"""The results section of the README, rendered from files the pipeline wrote.
+"""The generated blocks of the README and of ``docs/``: where each one goes, putting them in place,
+and the check that the committed pages are up to date.
 
-``python -m paperlib.report [--profile default]`` replaces the block between
-``<!-- results:start -->`` and ``<!-- results:end -->`` in README.md with what is in
-``results/<profile>/`` (Table 1, Table 2, headline metrics, runtime from the manifest) and
-``figures/<profile>/`` (a figure or table that is not there is left out). Nothing in that block is typed by hand; ``tests/test_report.py``
-checks that the committed README agrees with the committed results.
+A block sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in its page; everything
+between the markers is rendered (:mod:`paperlib.report.blocks`) from the committed result files
+and from the code's own declarations, never typed by hand::
+
+    python -m paperlib.report            # rewrite every block of README.md and docs/*.md
+    python -m paperlib.report --check    # exit 1 if a block is out of date (nothing written)
+
+``tests/test_report.py`` checks that every committed block agrees with what it is rendered from.
+The notebooks' headers and the table of notebook parameters in ``docs/profiles.md`` are generated
+the same way, by ``python -m paperlib.pipeline --write-headers`` (:mod:`paperlib.notebooks`: they
+come from the notebooks and the runner's checks, a later stage than this one).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
 
 from .. import files, paths
-
-START, END = "<!-- results:start -->", "<!-- results:end -->"
-FIGURES = [
-    ("fig3", "Figure 3 — accuracy of the high/low classifier against the number of epochs t used"),
-    ("fig4", "Figure 4 — generalisation to unseen depths, architectures and widths"),
-    ("fig5", "Figure 5 — cost of the graph features next to training"),
-    ("fig1", "Figure 1 — the rolled graph of a small network"),
-    ("fig_early_stopping", "Beyond the paper — stopping bad runs early: compute saved against regret"),
-]
-TABLES = [
-    ("table1", "Table 1 — the populations"),
-    ("table2", "Table 2 — classification accuracy at the last t, ours beside the paper's"),
-    ("early_stopping", "Beyond the paper — early stopping with the predictors, per pruner and population"),
-]
+from . import blocks
 
 
-def _read(path) -> str | None:
-    return path.read_text().strip() if path.exists() else None
+@dataclass(frozen=True)
+class Block:
+    """A generated block: the page (relative to the root), its marker name and its renderer, called
+    with the page's folder (and, for the results, the profiles to show: ``per_profile``)."""
+
+    page: str
+    name: str
+    render: Callable[..., str]
+    per_profile: bool = False
+
+    @property
+    def start(self) -> str:
+        return f"<!-- {self.name}:start -->"
+
+    @property
+    def end(self) -> str:
+        return f"<!-- {self.name}:end -->"
+
+    @property
+    def path(self) -> Path:
+        return paths.ROOT / self.page
 
 
-def _fmt_metrics(metrics: dict[str, Any]) -> list[str]:
-    lines = []
-    for section, values in metrics.items():
-        if isinstance(values, dict):
-            items = ", ".join(f"{k} = {_fmt(v)}" for k, v in values.items() if not isinstance(v, (dict, list)))
-            if items:
-                lines.append(f"- **{section}**: {items}")
-            for k, v in values.items():
-                if isinstance(v, dict):
-                    inner = ", ".join(f"{kk} = {_fmt(vv)}" for kk, vv in v.items() if not isinstance(vv, (dict, list)))
-                    if inner:  # deeper levels stay in metrics.json
-                        lines.append(f"  - {section} / {k}: {inner}")
-        else:
-            lines.append(f"- **{section}**: {_fmt(values)}")
-    return lines
+#: every generated block, page by page
+BLOCKS: tuple[Block, ...] = (
+    Block("README.md", "results", blocks.results_at_a_glance, per_profile=True),
+    Block("docs/results.md", "results", blocks.results_in_full, per_profile=True),
+    Block("docs/design.md", "steps", blocks.step_map),
+    Block("docs/design.md", "packages", blocks.package_map),
+)
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
+def rendered(block: Block, profiles: Iterable[str] | None = None) -> str:
+    """The text between ``block``'s markers (with the markers)."""
+    base = block.path.parent
+    body = block.render(base, profiles) if block.per_profile else block.render(base)
+    return f"{block.start}\n{body}{block.end}"
 
 
-def render(profile: str = "default") -> str:
-    """The README block for ``profile`` (without the start/end markers)."""
-    res, fig = paths.results_dir(profile), paths.figures_dir(profile)
-    out = [f"## Results of the `{profile}` profile", ""]
-    manifest_path = paths.manifest_path(profile)
-    if manifest_path.exists():
-        from ..files import read_manifest
-
-        m = read_manifest(profile)
-        machine = m.get("machine", {})
-        out += [
-            f"Regenerated by `make reproduce PROFILE={profile}` (status: {m.get('status')}), "
-            f"{m.get('seconds', 0) / 60:.1f} minutes on {machine.get('cpu_count')} CPU cores"
-            f"{' (' + machine['cpu'] + ')' if machine.get('cpu') else ''}"
-            f"{', GPU ' + machine['gpu'] if machine.get('gpu') else ', no GPU'}; "
-            f"commit `{(m.get('git_commit') or 'unknown')[:10]}`. Per notebook: "
-            + ", ".join(f"{s['notebook']} {s['seconds'] / 60:.1f} min" for s in m.get("steps", []))
-            + ". Provenance: [`manifest.json`](" + str(manifest_path.relative_to(paths.ROOT)) + ").",
-            "",
-        ]
-    for name, caption in FIGURES:
-        png = fig / f"{name}.png"
-        if png.exists():
-            out += [f"**{caption}** ([PDF]({(fig / (name + '.pdf')).relative_to(paths.ROOT)}))", "",
-                    f"![{name}]({png.relative_to(paths.ROOT)})", ""]
-    for name, caption in TABLES:
-        md = _read(res / f"{name}.md")
-        if md:
-            out += [f"**{caption}** ([CSV]({(res / (name + '.csv')).relative_to(paths.ROOT)}))", "", md, ""]
-    metrics_path = paths.metrics_path(profile)
-    if metrics_path.exists():
-        out += [f"**Headline numbers** (from [`metrics.json`]({metrics_path.relative_to(paths.ROOT)}))", ""]
-        out += _fmt_metrics(files.read_metrics(profile)) + [""]
-    return "\n".join(out).rstrip() + "\n"
+def _split(block: Block, text: str) -> tuple[str, str]:
+    if text.count(block.start) != 1 or text.count(block.end) != 1:
+        raise ValueError(f"{block.page}: needs exactly one {block.start} ... {block.end} block")
+    head, rest = text.split(block.start, 1)
+    _, tail = rest.split(block.end, 1)
+    return head, tail
 
 
-def update_readme(profile: str = "default") -> bool:
-    """Rewrite the README's results block; returns whether it changed."""
-    readme = paths.ROOT / "README.md"
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{readme}: no {START} ... {END} block to fill")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    new = f"{head}{START}\n{render(profile)}{END}{tail}"
-    if new != text:
-        files.atomic_write_text(readme, new)
-        return True
-    return False
+def stale(profiles: Iterable[str] | None = None) -> list[Block]:
+    """The blocks whose committed text differs from what they render now."""
+    out = []
+    for block in BLOCKS:
+        text = block.path.read_text()
+        _split(block, text)
+        if rendered(block, profiles) not in text:
+            out.append(block)
+    return out
+
+
+def update(profiles: Iterable[str] | None = None) -> list[Block]:
+    """Rewrite every block that is out of date; returns those rewritten."""
+    changed = []
+    for block in BLOCKS:
+        text = block.path.read_text()
+        head, tail = _split(block, text)
+        new = head + rendered(block, profiles) + tail
+        if new != text:
+            files.atomic_write_text(block.path, new)
+            changed.append(block)
+    return changed
+
+
+DESCRIPTION = """\
+Rewrites the generated blocks of README.md and docs/*.md from the committed files: the results of
+every profile with committed results (results/<profile>/, figures/<profile>/), the pipeline's steps
+(paperlib/steps.py) and the package map (paperlib/__init__.py). Each block sits between
+<!-- NAME:start --> and <!-- NAME:end --> in its page; nothing else in the pages is touched."""
+
+EPILOG = """\
+examples:
+  python -m paperlib.report            rewrite every block that is out of date
+  python -m paperlib.report --check    exit 1 if a block is out of date (writes nothing)"""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m paperlib.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="default")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the README is out of date")
+    parser = argparse.ArgumentParser(prog="python -m paperlib.report", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", action="append", metavar="NAME",
+                        help="show only this profile's results (repeatable; default: every profile with "
+                             "committed results)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a block is out of date; write nothing")
     args = parser.parse_args(argv)
     if args.check:
-        text = (paths.ROOT / "README.md").read_text()
-        ok = f"{START}\n{render(args.profile)}{END}" in text
-        print("README results block is " + ("up to date" if ok else "out of date"))
-        return 0 if ok else 1
-    changed = update_readme(args.profile)
-    print("README.md " + ("updated" if changed else "already up to date"))
+        out = stale(args.profile)
+        for block in out:
+            print(f"{block.page}: block {block.name!r} is out of date (run `python -m paperlib.report`)")
+        print("generated blocks are " + ("out of date" if out else "up to date"))
+        return 1 if out else 0
+    for block in update(args.profile):
+        print(f"{block.page}: block {block.name!r} rewritten")
+    print("generated blocks are up to date")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Every table is written three times under ``results/<profile>/``: ``tableN.csv`` (tidy,
 machine-readable, one row per cell of the table; its columns are promised in
-:mod:`paperlib.files`), ``tableN.md`` (Markdown, as shown in the README) and ``tableN.tex`` (a
+:mod:`paperlib.files`), ``tableN.md`` (Markdown, as shown in ``docs/results.md``) and ``tableN.tex`` (a
 ``booktabs`` tabular).
 
 This module computes the tidy frames from the result files: Table 1 from ``runs.csv``, Table 2

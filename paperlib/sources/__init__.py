@@ -2,8 +2,8 @@
 steps 02-07 run on them unchanged.
 
 A profile file (TOML or JSON) names the sources; ``01_import`` (instead of ``01_train``) writes the
-run store and ``runs.csv`` that ``01_train`` would have written. See the README, "Analysing
-checkpoints you already have".
+run store and ``runs.csv`` that ``01_train`` would have written. See ``docs/own-runs.md``,
+"Analysing checkpoints you already have".
 
 ``core``          what a source hands the importer; the named errors of bad input
 ``importer``      the one import path: :func:`~paperlib.sources.importer.import_profile`

@@ -1,6 +1,6 @@
 """Your own runs: one folder per run, per-epoch state_dicts, a table of test accuracies, the hyperparameters.
 
-The layout (``source = "runs"`` in a profile file; the README states it for users)::
+The layout (``source = "runs"`` in a profile file; docs/own-runs.md states it for users)::
 
     <path>/
       <run>/                    one folder per network, any name (sorted by name)
@@ -36,7 +36,7 @@ WEIGHTS = re.compile(r"^epoch_(\d+)\.pt$")
 def list_runs(ip: ImportedPopulation) -> list[RunRef]:
     """Every run folder under ``ip.path`` that has a ``run.json``, sorted by name, with its hyperparameters."""
     if not ip.path.is_dir():
-        raise SourceError(ip.path, None, "no such folder; expected one folder per run (README: Your own runs)")
+        raise SourceError(ip.path, None, "no such folder; expected one folder per run (docs/own-runs.md: Your own runs)")
     refs = []
     for folder in sorted(p for p in ip.path.iterdir() if p.is_dir()):
         meta_file = folder / "run.json"

@@ -6,7 +6,7 @@ multiplier ``width`` that scales every hidden layer (convolution channels and hi
 connected units; the input and the classes are fixed): ``width`` and the input size are how the
 ``default`` profile shrinks them for 16x16 digits. In every model the classifier, an
 ``nn.Linear``, is the last registered module, so ``list(model.modules())[-1]`` is the output
-layer. The definitions follow the authors' public code (see ``README.md``, "Fidelity"):
+layer. The definitions follow the authors' public code (see ``docs/profiles.md``, "Fidelity"):
 
 ``lenet`` (their ``Dropout_Net``)
     conv 5x5 (6, no padding) - ReLU - max pool 2 - conv 5x5 (16) - ReLU - max pool 2 - flatten -
