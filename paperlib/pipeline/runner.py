@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 from .. import paths
 from ..steps import STEP_NAMES, get_step, notebook_path
+from .checks import PopulationError, class_message, class_problems, import_warnings, skipped_steps
 from .inputs import MissingInputError, _missing_message, _missing_outputs, check_datasets, check_inputs
 from .kernel import KERNEL, Interrupted, _kernel_env, _kernel_manager_class, _signals
 from ..files import read_manifest
@@ -54,11 +55,41 @@ def preflight(steps: Sequence[str], profile: str, raw_params: Sequence[str] = ()
         missing = check_inputs(s, profile, made_before=order[:i])
         if missing:
             raise MissingInputError(_missing_message(s, profile, missing))
+    later = [s for s in order if s not in ("01_train", "01_import")]
+    if later and "01_import" not in order and get_step("01_import").applies_to(profile) \
+            and paths.results_dir(profile).joinpath("runs.csv").exists():
+        errors, _ = class_problems(profile)  # made again right after 01_import when it is selected
+        if errors:
+            raise PopulationError(class_message(profile, errors, later[0]))
     return per_step
 
 
+def _select(steps: Sequence[str], profile: str) -> tuple[list[str], dict[str, str]]:
+    """The steps to run, in order, and those skipped with the reason (:func:`checks.skipped_steps`);
+    a selection of nothing but skipped steps is a ParameterError."""
+    steps = [s for s in STEP_NAMES if s in steps and get_step(s).applies_to(profile)]
+    skips = skipped_steps(profile, steps)
+    if skips and len(skips) == len(steps):
+        name, why = next(iter(skips.items()))
+        raise ParameterError(f"step {name} cannot run: {why}")
+    return [s for s in steps if s not in skips], skips
+
+
+def _after_import(profile: str, following: str | None) -> str | None:
+    """Print 01_import's warnings; the reason the run stops before ``following`` (the class check), or None."""
+    for warning in import_warnings(profile):
+        print(f"      warning: {warning}", flush=True)
+    if following is None:
+        return None
+    errors, notes = class_problems(profile)
+    for note in notes:
+        print(f"      note: {note}", flush=True)
+    return class_message(profile, errors, following) if errors else None
+
+
 def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), progress: bool = True) -> int:
-    """Run ``steps`` in order; returns the process exit code (0 ok, 1 failed, 130 interrupted).
+    """Run ``steps`` in order; returns the process exit code (0 ok, 1 failed, 2 stopped by a check of the
+    imported populations after 01_import, 130 interrupted).
 
     Raises ParameterError or MissingInputError (nothing written) when :func:`preflight` fails.
     """
@@ -67,7 +98,7 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
 
     from ..files import atomic_write_json
 
-    steps = [s for s in STEP_NAMES if s in steps and get_step(s).applies_to(profile)]
+    steps, skips = _select(steps, profile)
     per_step = preflight(steps, profile, raw_params)  # may raise: nothing has run yet
     out_dir = paths.ensure(paths.executed_dir(profile))
     paths.ensure(paths.results_dir(profile))
@@ -90,6 +121,7 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "steps": [],
+        **({"skipped_steps": skips} if skips else {}),
         **provenance(),
     }
 
@@ -115,6 +147,8 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
         progress_file.touch()
         follower = Follower(progress_file, sys.stderr, prefix="      ").start()
     km_class = _kernel_manager_class(folder)
+    for name, why in skips.items():
+        print(f"skipped: {name}: {why}", flush=True)
     try:
         with _signals() as signals, _kernel_env(progress_file):
             for i, name in enumerate(steps, 1):
@@ -182,6 +216,13 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
                 if code:
                     break
                 print(f"      {name} done in {record['seconds']:.1f} s", flush=True)
+                if name == "01_import":
+                    stop = _after_import(profile, steps[i] if i < len(steps) else None)
+                    if stop:
+                        manifest["error"] = stop
+                        print(f"\nSTOPPED before {steps[i]}: {stop}", file=sys.stderr, flush=True)
+                        code = 2
+                        break
     except KeyboardInterrupt as exc:
         reason = str(exc) or "SIGINT"
         if record is not None and record.get("status") == "running":
@@ -203,5 +244,7 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
     manifest["finished"] = _now()
     manifest["status"] = "failed" if code else "ok"
     save()
+    for name, why in skips.items():
+        print(f"skipped: {name} ({why.split(';')[0]})", flush=True)
     return code
 
