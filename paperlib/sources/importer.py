@@ -267,9 +267,9 @@ def horizon_warnings(plan: ImportPlan, imported: pd.DataFrame, file: Path | str)
                        f"decided from the first epoch they lack, and no network is evaluated at t > "
                        f"{int(final.min()) if short == len(rows) else int(final.max())}. Set t_max <= "
                        f"{int(final.min())} for population {ip.arch} to use every network at every t")
-        if ip.epochs > int(final.max()):
-            out.append(f"{file}: population {ip.arch}: epochs = {ip.epochs} (the profile file's value or the "
-                       f"default of source {ip.source!r}), but its networks end at epoch {int(final.max())}; set "
+        if ip.epochs > max(int(final.max()), ip.t_max):  # epochs = t_max: said by the warning above
+            out.append(f"{file}: population {ip.arch}: epochs = {ip.epochs} (from the profile file, or its default "
+                       f"for source {ip.source!r}), but its networks end at epoch {int(final.max())}; set "
                        f"epochs = {int(final.max())} for population {ip.arch} (the profile records it as the "
                        "population's training length)")
     return tuple(out)

@@ -115,7 +115,8 @@ def _fits(iters: list[tuple[int, int]], checkpoints: set[int], offset: int) -> s
 
 def _reading(offset: int) -> str:
     if offset == 0:
-        return "offset 0 (epoch = training_iteration, as Ray names checkpoint_<n>; the Model Zoos' untrained epoch 0 is iteration 0)"
+        return ("offset 0 (epoch = training_iteration, as Ray names checkpoint_<n>; the Model Zoos' untrained "
+                "epoch 0 is iteration 0)")
     return f"offset {offset} (epoch = training_iteration {offset:+d})"
 
 
