@@ -329,8 +329,11 @@ def test_too_few_networks_of_a_class_stop_the_run_after_01_import_before_02(lene
     manifest = files.read_manifest(name)
     assert manifest["status"] == "failed" and [s["notebook"] for s in manifest["steps"]] == ["01_import"]
     # with runs.csv there, a later selection is refused before any notebook starts
-    assert pipeline.main(["--profile", name, "--only", "02_graph", "--no-progress"]) == 2
+    assert pipeline.main(["--profile", name, "--only", "04_q1", "--no-progress"]) == 2
     assert calls == ["01_import"] and "population LeNet: 10 networks, 2 high" in capsys.readouterr().err
+    # the graphs alone need no classes
+    assert pipeline.main(["--profile", name, "--only", "01_import", "--only", "02_graph", "--no-progress"]) == 0
+    assert calls == ["01_import", "01_import", "02_graph"]
 
 
 def test_a_class_smaller_than_the_inner_folds_is_said_once_and_sklearn_stays_quiet(recwarn):

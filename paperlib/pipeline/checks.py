@@ -9,7 +9,8 @@
   (:func:`paperlib.evaluate.evaluation.class_problem`, the check 04 itself makes). The labels are
   known once the runs are (``runs.csv``), so for an imported profile the runner makes this check
   right after ``01_import`` (or before the first step when ``runs.csv`` exists and 01_import is not
-  selected), before ``02_graph`` spends its time. A population that fails it stops the run with a
+  selected), before ``02_graph`` spends its time, whenever a step of :data:`CLASS_STEPS` is
+  selected. A population that fails it stops the run with a
   message naming the profile fields to change. Where the folds are possible but a class will have
   fewer than :data:`paperlib.evaluate.tuning.INNER_FOLDS` members in an outer training fold (the
   inner search then uses fewer folds for it), one note says so once.
@@ -24,6 +25,10 @@ from typing import Any, Sequence
 
 from .. import files
 from .parameters import ParameterError
+
+
+#: the steps that evaluate the high/low classes of every population (the class check applies when one is selected)
+CLASS_STEPS = ("04_q1", "05_q2", "07_early_stopping")
 
 
 class PopulationError(ParameterError):

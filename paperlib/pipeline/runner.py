@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 from .. import paths
 from ..steps import STEP_NAMES, get_step, notebook_path
-from .checks import PopulationError, class_message, class_problems, import_warnings, skipped_steps
+from .checks import CLASS_STEPS, PopulationError, class_message, class_problems, import_warnings, skipped_steps
 from .inputs import MissingInputError, _missing_message, _missing_outputs, check_datasets, check_inputs
 from .kernel import KERNEL, Interrupted, _kernel_env, _kernel_manager_class, _signals
 from ..files import read_manifest
@@ -40,9 +40,12 @@ from .parameters import ParameterError, resolve_parameters
 
 def preflight(steps: Sequence[str], profile: str, raw_params: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """Everything checked before a notebook runs: parameters, ranges, datasets (when 01_train is
-    selected), inputs.
+    selected), the networks per class of an imported profile whose ``runs.csv`` exists (when a step
+    of :data:`checks.CLASS_STEPS` is selected without 01_import; after 01_import the runner makes it),
+    inputs.
 
-    Returns the parameters per step; raises ParameterError or MissingInputError (MissingDatasetError).
+    Returns the parameters per step; raises ParameterError (PopulationError) or MissingInputError
+    (MissingDatasetError).
     """
     for s in steps:
         if not notebook_path(s).exists():
@@ -51,16 +54,15 @@ def preflight(steps: Sequence[str], profile: str, raw_params: Sequence[str] = ()
     if "01_train" in steps:
         check_datasets(profile)
     order = [s for s in STEP_NAMES if s in steps]
+    if any(s in CLASS_STEPS for s in order) and "01_import" not in order \
+            and get_step("01_import").applies_to(profile) and paths.results_dir(profile).joinpath("runs.csv").exists():
+        errors, _ = class_problems(profile)  # made right after 01_import when it is selected
+        if errors:
+            raise PopulationError(class_message(profile, errors, order[0]))
     for i, s in enumerate(order):
         missing = check_inputs(s, profile, made_before=order[:i])
         if missing:
             raise MissingInputError(_missing_message(s, profile, missing))
-    later = [s for s in order if s not in ("01_train", "01_import")]
-    if later and "01_import" not in order and get_step("01_import").applies_to(profile) \
-            and paths.results_dir(profile).joinpath("runs.csv").exists():
-        errors, _ = class_problems(profile)  # made again right after 01_import when it is selected
-        if errors:
-            raise PopulationError(class_message(profile, errors, later[0]))
     return per_step
 
 
@@ -75,11 +77,12 @@ def _select(steps: Sequence[str], profile: str) -> tuple[list[str], dict[str, st
     return [s for s in steps if s not in skips], skips
 
 
-def _after_import(profile: str, following: str | None) -> str | None:
-    """Print 01_import's warnings; the reason the run stops before ``following`` (the class check), or None."""
+def _after_import(profile: str, following: Sequence[str]) -> str | None:
+    """Print 01_import's warnings; the reason the run stops before the ``following`` steps (the class check,
+    when one of them evaluates the classes), or None."""
     for warning in import_warnings(profile):
         print(f"      warning: {warning}", flush=True)
-    if following is None:
+    if not any(s in CLASS_STEPS for s in following):
         return None
     errors, notes = class_problems(profile)
     for note in notes:
@@ -217,7 +220,7 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
                     break
                 print(f"      {name} done in {record['seconds']:.1f} s", flush=True)
                 if name == "01_import":
-                    stop = _after_import(profile, steps[i] if i < len(steps) else None)
+                    stop = _after_import(profile, steps[i:])
                     if stop:
                         manifest["error"] = stop
                         print(f"\nSTOPPED before {steps[i]}: {stop}", file=sys.stderr, flush=True)
