@@ -323,7 +323,7 @@ def test_too_few_networks_of_a_class_stop_the_run_after_01_import_before_02(lene
     code = pipeline.main(["--profile", name, "--no-progress"])
     out, err = capsys.readouterr()
     assert code == 2 and calls == ["01_import"], out + err
-    assert "STOPPED before 02_graph" in err
+    assert "STOPPED before 02_graph: profile few-t: Q1 (04_q1" in err and "nothing from 02_graph on runs" in err
     assert "population LeNet: 10 networks, 2 high (final accuracy >= threshold 60) and 8 low" in err
     assert "n_folds = 5" in err and "change threshold (population LeNet) or n_folds ([analysis])" in err
     manifest = files.read_manifest(name)

@@ -72,6 +72,7 @@ def class_problems(profile: str) -> tuple[list[str], list[str]]:
         high, low = int(y.sum()), int(len(y) - y.sum())
         why = class_problem(y, configuration_groups(df), P.n_folds) if len(df) else "no networks"
         if why:
+            why = why.removeprefix(f"{high} high / {low} low networks: ")
             errors.append(f"population {pop.arch}: {len(df)} networks, {high} high (final accuracy >= threshold "
                           f"{pop.threshold:g}) and {low} low: {why}. Q1 cross-validates in n_folds = {P.n_folds} "
                           "grouped folds and needs at least that many networks of each class: change threshold "
@@ -88,7 +89,8 @@ def class_problems(profile: str) -> tuple[list[str], list[str]]:
 
 
 def class_message(profile: str, errors: Sequence[str], before: str) -> str:
-    lines = [f"profile {profile}: step {before} and the steps after it cannot evaluate every population:"]
+    lines = [f"profile {profile}: Q1 (04_q1, and 05_q2, 07_early_stopping after it) cannot evaluate every "
+             f"population, so nothing from {before} on runs:"]
     lines += [f"  - {e}" for e in errors]
     lines.append("The imported runs are kept; after changing the profile file, rerun from 01_import "
                  "(unchanged networks are not read again).")

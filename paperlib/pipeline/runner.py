@@ -87,7 +87,7 @@ def _after_import(profile: str, following: Sequence[str]) -> str | None:
     errors, notes = class_problems(profile)
     for note in notes:
         print(f"      note: {note}", flush=True)
-    return class_message(profile, errors, following) if errors else None
+    return class_message(profile, errors, following[0]) if errors else None
 
 
 def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), progress: bool = True) -> int:
