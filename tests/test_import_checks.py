@@ -375,3 +375,9 @@ def test_an_empty_paperlib_root_reads_the_notebooks_and_published_tables_of_the_
     assert Path(nb) == paths.CODE / "notebooks" and Path(published) == paths.CODE / "results" / "published"
     assert int(n_rows) > 0 and int(n_steps) == 7
     assert not any(root.iterdir())  # outputs only: nothing was written, nothing had to be copied
+
+
+def test_the_readers_examples_hold():
+    import doctest
+
+    assert doctest.testmod(own).failed == 0 and doctest.testmod(raytune).failed == 0
