@@ -4,8 +4,10 @@ Notebooks and library code never build paths from the working directory; they as
 this module. Environment variables move parts of the project elsewhere:
 
 ``PAPERLIB_ROOT``
-    the project root: ``notebooks/``, ``results/`` and ``figures/`` are read and written under
-    it (default: the checkout this ``paperlib`` was imported from, :data:`CODE`). The tests
+    where the outputs go: ``results/`` and ``figures/`` are read and written under it (default:
+    the checkout this ``paperlib`` was imported from, :data:`CODE`). It may be an empty folder:
+    the notebooks (``notebooks/``) and the published tables (``results/published/``) are read
+    from the root when it has them, else from :data:`CODE` (the installed project). The tests
     run the pipeline in a temporary root this way, so they never touch the repository's
     ``results/`` or ``figures/``. The code itself always comes from :data:`CODE`.
 ``PAPERLIB_DATA``
@@ -33,10 +35,17 @@ from pathlib import Path
 
 CODE = Path(__file__).resolve().parents[1]  # the checkout that holds this paperlib
 ROOT = Path(os.environ["PAPERLIB_ROOT"]).resolve() if os.environ.get("PAPERLIB_ROOT") else CODE
-NOTEBOOKS = ROOT / "notebooks"
+
+
+def _root_or_code(sub: str) -> Path:
+    """``ROOT/sub`` when the root has it, else ``CODE/sub``: what the project brings, not what it writes."""
+    return ROOT / sub if (ROOT / sub).is_dir() else CODE / sub
+
+
+NOTEBOOKS = _root_or_code("notebooks")
 RESULTS = ROOT / "results"
 FIGURES = ROOT / "figures"
-PUBLISHED = RESULTS / "published"  # the paper's published numbers, transcribed (CSV)
+PUBLISHED = _root_or_code("results/published")  # the paper's published numbers, transcribed (CSV)
 EXECUTED = RESULTS / "executed"  # executed notebooks, one folder per profile
 
 

@@ -23,7 +23,7 @@ reads a checkpoint; the importer (:mod:`paperlib.sources.importer`) does that.
     where = { "model::nlin" = "tanh" }  # only networks whose hyperparameters have these values
 
     [[transfers]]                       # Q2 (05_q2): train on some populations, test on another
-    name = "s-to-l"                     # 05_q2 needs at least one; without, run the other steps (--only)
+    name = "s-to-l"                     # 05_q2 needs at least one; without, the runner skips 05 and says so
     train = ["CNN-s"]
     test = "CNN-l"
 

@@ -149,7 +149,7 @@ def _env(root: Path) -> dict[str, str]:
 def _root(dest: Path, profile: str, files: list[str]) -> Path:
     """A project root: the notebooks, the paper's numbers, and copies of ``files`` of ``results/<profile>``."""
     (dest / "notebooks").mkdir(parents=True)
-    for nb in (paths.ROOT / "notebooks").glob("*.ipynb"):
+    for nb in paths.NOTEBOOKS.glob("*.ipynb"):
         shutil.copy2(nb, dest / "notebooks" / nb.name)
     shutil.copytree(paths.PUBLISHED, dest / "results" / "published")
     for rel in files:

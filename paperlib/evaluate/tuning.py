@@ -141,7 +141,9 @@ def grouped_splits(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) 
     if key not in _SPLITS:
         if len(_SPLITS) > 20000:
             _SPLITS.clear()
-        _SPLITS[key] = list(inner_cv(seed, n_splits).split(np.zeros((len(y), 1)), y, groups))
+        with warnings.catch_warnings():  # said once, per population, by the runner (pipeline.checks)
+            warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+            _SPLITS[key] = list(inner_cv(seed, n_splits).split(np.zeros((len(y), 1)), y, groups))
     return _SPLITS[key]
 
 

@@ -6,6 +6,9 @@ Modules
     the notebooks' ``parameters`` cells, typed and range-checked (:data:`PARAMETERS`).
 ``inputs``
     every input of a step present and non-empty before it runs, every output after.
+``checks``
+    what the populations must allow: a step with nothing to do skipped (05_q2 without transfers),
+    the networks per class against ``n_folds`` right after 01_import, 01_import's warnings.
 ``manifest``
     provenance: ``results/<profile>/manifest.json``.
 ``kernel``

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 from .. import paths
 from ..steps import STEP_NAMES, get_step, notebook_path
+from .checks import CLASS_STEPS, PopulationError, class_message, class_problems, import_warnings, skipped_steps
 from .inputs import MissingInputError, _missing_message, _missing_outputs, check_datasets, check_inputs
 from .kernel import KERNEL, Interrupted, _kernel_env, _kernel_manager_class, _signals
 from ..files import read_manifest
@@ -39,9 +40,12 @@ from .parameters import ParameterError, resolve_parameters
 
 def preflight(steps: Sequence[str], profile: str, raw_params: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """Everything checked before a notebook runs: parameters, ranges, datasets (when 01_train is
-    selected), inputs.
+    selected), the networks per class of an imported profile whose ``runs.csv`` exists (when a step
+    of :data:`checks.CLASS_STEPS` is selected without 01_import; after 01_import the runner makes it),
+    inputs.
 
-    Returns the parameters per step; raises ParameterError or MissingInputError (MissingDatasetError).
+    Returns the parameters per step; raises ParameterError (PopulationError) or MissingInputError
+    (MissingDatasetError).
     """
     for s in steps:
         if not notebook_path(s).exists():
@@ -50,6 +54,11 @@ def preflight(steps: Sequence[str], profile: str, raw_params: Sequence[str] = ()
     if "01_train" in steps:
         check_datasets(profile)
     order = [s for s in STEP_NAMES if s in steps]
+    if any(s in CLASS_STEPS for s in order) and "01_import" not in order \
+            and get_step("01_import").applies_to(profile) and paths.results_dir(profile).joinpath("runs.csv").exists():
+        errors, _ = class_problems(profile)  # made right after 01_import when it is selected
+        if errors:
+            raise PopulationError(class_message(profile, errors, order[0]))
     for i, s in enumerate(order):
         missing = check_inputs(s, profile, made_before=order[:i])
         if missing:
@@ -57,8 +66,33 @@ def preflight(steps: Sequence[str], profile: str, raw_params: Sequence[str] = ()
     return per_step
 
 
+def _select(steps: Sequence[str], profile: str) -> tuple[list[str], dict[str, str]]:
+    """The steps to run, in order, and those skipped with the reason (:func:`checks.skipped_steps`);
+    a selection of nothing but skipped steps is a ParameterError."""
+    steps = [s for s in STEP_NAMES if s in steps and get_step(s).applies_to(profile)]
+    skips = skipped_steps(profile, steps)
+    if skips and len(skips) == len(steps):
+        name, why = next(iter(skips.items()))
+        raise ParameterError(f"step {name} cannot run: {why}")
+    return [s for s in steps if s not in skips], skips
+
+
+def _after_import(profile: str, following: Sequence[str]) -> str | None:
+    """Print 01_import's warnings; the reason the run stops before the ``following`` steps (the class check,
+    when one of them evaluates the classes), or None."""
+    for warning in import_warnings(profile):
+        print(f"      warning: {warning}", flush=True)
+    if not any(s in CLASS_STEPS for s in following):
+        return None
+    errors, notes = class_problems(profile)
+    for note in notes:
+        print(f"      note: {note}", flush=True)
+    return class_message(profile, errors, following[0]) if errors else None
+
+
 def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), progress: bool = True) -> int:
-    """Run ``steps`` in order; returns the process exit code (0 ok, 1 failed, 130 interrupted).
+    """Run ``steps`` in order; returns the process exit code (0 ok, 1 failed, 2 stopped by a check of the
+    imported populations after 01_import, 130 interrupted).
 
     Raises ParameterError or MissingInputError (nothing written) when :func:`preflight` fails.
     """
@@ -67,7 +101,7 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
 
     from ..files import atomic_write_json
 
-    steps = [s for s in STEP_NAMES if s in steps and get_step(s).applies_to(profile)]
+    steps, skips = _select(steps, profile)
     per_step = preflight(steps, profile, raw_params)  # may raise: nothing has run yet
     out_dir = paths.ensure(paths.executed_dir(profile))
     paths.ensure(paths.results_dir(profile))
@@ -90,6 +124,7 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "steps": [],
+        **({"skipped_steps": skips} if skips else {}),
         **provenance(),
     }
 
@@ -115,6 +150,8 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
         progress_file.touch()
         follower = Follower(progress_file, sys.stderr, prefix="      ").start()
     km_class = _kernel_manager_class(folder)
+    for name, why in skips.items():
+        print(f"skipped: {name}: {why}", flush=True)
     try:
         with _signals() as signals, _kernel_env(progress_file):
             for i, name in enumerate(steps, 1):
@@ -182,6 +219,13 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
                 if code:
                     break
                 print(f"      {name} done in {record['seconds']:.1f} s", flush=True)
+                if name == "01_import":
+                    stop = _after_import(profile, steps[i:])
+                    if stop:
+                        manifest["error"] = stop
+                        print(f"\nSTOPPED before {steps[i]}: {stop}", file=sys.stderr, flush=True)
+                        code = 2
+                        break
     except KeyboardInterrupt as exc:
         reason = str(exc) or "SIGINT"
         if record is not None and record.get("status") == "running":
@@ -203,5 +247,7 @@ def run(steps: Sequence[str], profile: str, raw_params: Sequence[str] = (), prog
     manifest["finished"] = _now()
     manifest["status"] = "failed" if code else "ok"
     save()
+    for name, why in skips.items():
+        print(f"skipped: {name} ({why.split(';')[0]})", flush=True)
     return code
 

@@ -135,26 +135,47 @@ def show(profile: Profile | str, name: str, width: int = NOTEBOOK_WIDTH_PX):
 
 
 # --------------------------------------------------------------------------- Figure 1
+def fig1_model(p: Profile, width: float = 0.25, seed: int = 0) -> tuple[Any, tuple[int, int, int], str]:
+    """The network Figure 1 draws: the first population's model (of its profile file for an imported
+    profile), initialised with ``seed``; its input shape; and the words of the title."""
+    import torch
+
+    from .. import profile_files
+    from ..train import data, models
+
+    pop = p.populations[0]
+    plan = profile_files.plan_of(p.name)
+    if plan is not None:
+        ip = plan.populations[0]
+        classes, channels, side = ip.num_classes, ip.in_channels, ip.image_size
+    else:
+        info = data.DATASETS[pop.dataset]
+        classes, channels, side = info.num_classes, info.in_channels, p.image_size[pop.dataset]
+    kwargs, label = dict(pop.model_kwargs), f"{pop.arch} ({pop.model}, {pop.dataset} input)"
+    if pop.model == "lenet":  # the paper's Figure 1, as it always was drawn
+        kwargs = {"width": float(kwargs.get("width", 1.0)) * width}
+        label = f"a LeNet (width x{kwargs['width']:g}, {pop.dataset} input)"
+    torch.manual_seed(seed)
+    model = models.build_model(pop.model, num_classes=classes, in_channels=channels, image_size=side, **kwargs)
+    return model.eval(), (channels, side, side), label
+
+
 def fig1(profile: Profile | str, width: float = 0.25, seed: int = 0) -> plt.Figure:
-    """Figure 1: the rolled graph of a narrow LeNet, drawn layer by layer.
+    """Figure 1: the rolled graph of the profile's first population's network, drawn layer by layer.
 
     Nodes sit in columns by layer (a multipartite layout) and are coloured by layer type
     (input channels, convolution filters, linear units); edge width and darkness grow with the
-    edge weight (the L2 norm of the kernel slice, or ``|w|``). The network is a LeNet of the
-    profile's first dataset at ``width`` x the usual number of units, initialised with ``seed``.
+    edge weight (the L2 norm of the kernel slice, or ``|w|``). The network is initialised with
+    ``seed`` (:func:`fig1_model`); a LeNet population is drawn at ``width`` x the usual number of
+    units, as in the paper (a full-width LeNet has too many edges to see one).
     """
     import torch
 
-    from ..train import data, models
     from .. import graph
 
     p = as_profile(profile)
-    dataset = p.populations[0].dataset
-    info = data.DATASETS[dataset]
-    torch.manual_seed(seed)
-    model = models.build_model("lenet", num_classes=info.num_classes, in_channels=info.in_channels,
-                               image_size=p.image_size[dataset], width=width)
-    rg = graph.rolled_graph(model)
+    model, shape, label = fig1_model(p, width, seed)
+    rg = graph.rolled_graph(model, shape)
     g = rg.to_networkx()
     modules = dict(model.named_modules())
 
@@ -197,7 +218,7 @@ def fig1(profile: Profile | str, width: float = 0.25, seed: int = 0) -> plt.Figu
             ax.spines[side].set_visible(False)
         ax.set_xlim(-0.5, len(rg.layers) - 0.5)
         ax.set_ylim(-1.15, 1.15)
-        ax.set_title(f"Rolled graph of a LeNet (width x{width}, {dataset} input): "
+        ax.set_title(f"Rolled graph of {label}: "
                      f"{g.number_of_nodes()} nodes, {g.number_of_edges()} edges; edge width ~ weight")
         handles = [Line2D([], [], marker="o", linestyle="", color=c, label=k) for k, c in colors.items()]
         ax.legend(handles=handles, loc="lower left", frameon=False, ncol=3)

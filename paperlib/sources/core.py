@@ -49,6 +49,11 @@ class MissingAccuracyError(SourceError):
     """A table of results without the test accuracy the importer needs."""
 
 
+class OptionError(SourceError):
+    """A profile option that contradicts the data (e.g. a Ray Tune ``result_offset``): the import stops
+    instead of skipping network after network."""
+
+
 class MissingWeightsError(SourceError):
     """An epoch folder or entry that should hold weights and does not."""
 

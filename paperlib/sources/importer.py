@@ -40,8 +40,8 @@ import pandas as pd
 from .. import files, paths
 from ..train.store import RunStore
 from . import own, raytune, smallcnnzoo
-from .core import IMPORT_VERSION, RunRecord, RunRef, SourceError, check_state_dict, configuration, finite, \
-    standard_hparams
+from .core import IMPORT_VERSION, OptionError, RunRecord, RunRef, SourceError, check_state_dict, configuration, \
+    finite, standard_hparams
 from ..profile_files import ImportedPopulation, ImportPlan, plan_of
 
 SOURCES = {"runs": own, "raytune": raytune, "smallcnnzoo": smallcnnzoo}
@@ -55,6 +55,7 @@ class ImportResult:
     skipped: pd.DataFrame  # import_skipped.csv
     imported: pd.DataFrame  # imported.csv
     seconds: float
+    warnings: tuple[str, ...] = ()  # t_max or epochs beyond what a population's networks hold (horizon_warnings)
 
 
 def _matches(hparams: dict[str, Any], where: dict[str, Any]) -> bool:
@@ -212,6 +213,8 @@ def import_profile(profile: Any, networks: int = 0, progress: bool = True) -> Im
             try:
                 rec = src.read_run(ref, ip)
                 meta = write_run(store, ip, ref, rec, models)
+            except OptionError:
+                raise  # the profile file is wrong for every network: stop, naming it
             except SourceError as exc:
                 skipped.append({"arch": ip.arch, "source": ip.source, "run": ref.name,
                                 "file": paths.relative(exc.file), "epoch": exc.epoch, "error": type(exc).__name__,
@@ -232,13 +235,44 @@ def import_profile(profile: Any, networks: int = 0, progress: bool = True) -> Im
         raise SourceError(plan.file, None, f"nothing imported ({len(skipped)} skipped; first: {first})")
     runs = pd.DataFrame(rows, columns=files.RUN_COLUMNS)
     imported_df = pd.DataFrame(imported, columns=IMPORTED_COLUMNS)
+    notes = horizon_warnings(plan, imported_df, plan.file)
     files.write_table(name, "imported.csv", imported_df)
     files.write_table(name, "runs.csv", runs)
     files.update_metrics(name, "import", {
         "n_imported": int(len(runs)), "n_skipped": int(len(skipped_df)), "seconds": round(seconds, 2),
         "seconds_per_network": round(seconds / max(len(runs), 1), 4),
-        "by_arch": {a: int(n) for a, n in runs["arch"].value_counts().sort_index().items()}})
-    return ImportResult(runs, skipped_df, imported_df, seconds)
+        "by_arch": {a: int(n) for a, n in runs["arch"].value_counts().sort_index().items()},
+        "warnings": list(notes)})
+    return ImportResult(runs, skipped_df, imported_df, seconds, notes)
+
+
+def horizon_warnings(plan: ImportPlan, imported: pd.DataFrame, file: Path | str) -> tuple[str, ...]:
+    """Per population, a warning when networks hold fewer epochs than ``t_max`` (or than ``epochs``).
+
+    A warning, not a refusal: such networks are imported correctly and are *decided* from the
+    first epoch they lack (left out of every later ``t``, as a ragged trajectory), so nothing is
+    wrong in what is written; but every ``t`` beyond the epochs all networks hold evaluates no
+    network, which a lower ``t_max`` says plainly. The runner prints these after 01_import.
+    """
+    out = []
+    for ip in plan.populations:
+        rows = imported[imported["arch"] == ip.arch]
+        if rows.empty:
+            continue
+        final = rows["final_epoch"].astype(int)
+        short = int((final < ip.t_max).sum())
+        if short:
+            out.append(f"{file}: population {ip.arch}: {short} of {len(rows)} networks hold fewer epochs than "
+                       f"t_max = {ip.t_max} (their last epoch: {int(final.min())}..{int(final.max())}); they are "
+                       f"decided from the first epoch they lack, and no network is evaluated at t > "
+                       f"{int(final.min()) if short == len(rows) else int(final.max())}. Set t_max <= "
+                       f"{int(final.min())} for population {ip.arch} to use every network at every t")
+        if ip.epochs > max(int(final.max()), ip.t_max):  # epochs = t_max: said by the warning above
+            out.append(f"{file}: population {ip.arch}: epochs = {ip.epochs} (from the profile file, or its default "
+                       f"for source {ip.source!r}), but its networks end at epoch {int(final.max())}; set "
+                       f"epochs = {int(final.max())} for population {ip.arch} (the profile records it as the "
+                       "population's training length)")
+    return tuple(out)
 
 
 def _check_datasets(plan: ImportPlan) -> None:

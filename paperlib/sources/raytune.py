@@ -11,11 +11,27 @@ every folder at most two levels below it that holds a ``result.json`` is one tri
       checkpoint_<e>/          e zero-padded or not (checkpoint_000007, checkpoint_7)
         checkpoints            the network's state_dict (torch.save), read with weights_only=True
 
-Epochs. The checkpoint folder's number is its epoch. The epoch of a result line is its ``epoch``
-field when it has one, else ``training_iteration + offset``, where the offset aligns the last
-result line with the last checkpoint (-1 when there is one line per checkpoint including the
-untrained epoch 0, 0 when epoch 0 has no line); ``options.result_offset`` in the profile states it
-instead. Accuracies are multiplied by ``options.accuracy_scale`` (100: fractions to percent).
+Epochs. The checkpoint folder's number is its epoch: Ray Tune names ``checkpoint_<n>`` by the
+``training_iteration`` at which it was saved. The epoch of a result line is its ``epoch`` field
+when it has one, else ``training_iteration + offset``. Two trainables are common:
+
+* the Model Zoos' (``code/model_definitions/def_NN_experiment.py``): ``setup()`` sets
+  ``self._iteration = -1``, so the first ``step()``, which evaluates the untrained network, is
+  logged with ``training_iteration: 0`` and saved as ``checkpoint_000000``; epoch =
+  ``training_iteration`` (their loader asserts it), offset 0;
+* Ray's default (a ``step()`` that trains one epoch, then evaluates): iteration 1 is the first
+  trained epoch, ``checkpoint_000001`` its weights, and epoch 0 has neither a line nor weights;
+  offset 0 again.
+
+The offset is derived from the data, never assumed: 0 unless the data rule it out, else -1 (one
+line per checkpoint with the untrained epoch 0 logged as iteration 1, a layout some hand-written
+trainables produce). A reading fits the data when ``training_iteration`` rises by one from line
+to line, no line falls before epoch 0, and every checkpoint has its line (lines without a
+checkpoint are allowed: a ragged trajectory). When neither offset fits, the trial is skipped
+with an error naming ``result.json``. ``options.result_offset`` in the profile states the offset;
+one that does not fit the data is refused with an error that names the file and both readings
+(nothing is shifted silently). Accuracies are multiplied by ``options.accuracy_scale`` (100:
+fractions to percent).
 
 Hyperparameters. ``optim::lr``, ``model::dropout``, ``seed`` and ``optim::optimizer`` are the run's
 lr, dropout, seed and optimizer; every other ``model::`` and ``optim::`` entry of ``config`` is part of
@@ -35,7 +51,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .core import MissingAccuracyError, MissingWeightsError, RunRecord, RunRef, SourceError, load_state_dict_file
+from .core import MissingAccuracyError, MissingWeightsError, OptionError, RunRecord, RunRef, SourceError, \
+    load_state_dict_file
 from ..profile_files import ImportedPopulation
 
 CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
@@ -83,6 +100,73 @@ def hparams_of(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _fits(iters: list[tuple[int, int]], checkpoints: set[int], offset: int) -> str | None:
+    """Why reading ``training_iteration + offset`` as the epoch does not fit the data, or None."""
+    epochs = {it + offset for _, it in iters}
+    line, it = min(iters, key=lambda x: x[1])
+    if it + offset < 0:
+        return f"training_iteration {it} (line {line}) would be epoch {it + offset}"
+    orphans = sorted(checkpoints - epochs)
+    if orphans:
+        return (f"checkpoint_{orphans[0]:06d} would have no result line (training_iteration "
+                f"{orphans[0] - offset} is not in the file)")
+    return None
+
+
+def _reading(offset: int) -> str:
+    if offset == 0:
+        return ("offset 0 (epoch = training_iteration, as Ray names checkpoint_<n>; the Model Zoos' untrained "
+                "epoch 0 is iteration 0)")
+    return f"offset {offset} (epoch = training_iteration {offset:+d})"
+
+
+def alignment(lines: list[dict[str, Any]], checkpoints: set[int], file: Path, run: str,
+              stated: Any = None) -> int:
+    """The offset from ``training_iteration`` to the epoch of ``result.json``'s lines (see the module docstring).
+
+    ``stated`` is ``options.result_offset`` (None: derive it). Raises :class:`SourceError` naming
+    ``file`` when the iterations are not consecutive, when no offset fits, or when the stated one
+    does not fit (with both readings).
+
+    Examples
+    --------
+    >>> alignment([{"training_iteration": i} for i in range(4)], {0, 1, 2, 3}, Path("result.json"), "t")
+    0
+    >>> alignment([{"training_iteration": i} for i in range(1, 5)], {0, 1, 2, 3}, Path("result.json"), "t")
+    -1
+    """
+    iters = [(i, int(x["training_iteration"])) for i, x in enumerate(lines, 1)
+             if "epoch" not in x and "training_iteration" in x]
+    if not iters:
+        return 0 if stated is None else int(stated)
+    for (_, a), (line, b) in zip(iters, iters[1:]):
+        if b != a + 1:
+            raise SourceError(file, run, f"training_iteration is not consecutive: {b} on line {line} follows {a}; "
+                              "expected one line per epoch of one trial (a restored trial logs its iterations "
+                              "again: keep the lines of one run)")
+    checkpoints = set(checkpoints) - {int(x["epoch"]) for x in lines if "epoch" in x}
+    why = {o: _fits(iters, checkpoints, o) for o in (0, -1)}
+    derived = 0 if why[0] is None else (-1 if why[-1] is None else None)
+    if stated is not None:
+        try:
+            offset = int(stated)
+        except (TypeError, ValueError):
+            raise OptionError(file, run, f"options.result_offset = {stated!r} is not an integer") from None
+        bad = why[offset] if offset in why else _fits(iters, checkpoints, offset)
+        if bad is not None:
+            data = (f"the data read {_reading(derived)}" if derived is not None
+                    else "no offset fits the data either")
+            raise OptionError(file, run, f"options.result_offset = {offset} contradicts the data: {bad}; "
+                              f"{data}. Remove result_offset from the profile file (the import derives it)"
+                              + (f" or set it to {derived}" if derived is not None else ""))
+        return offset
+    if derived is None:
+        raise SourceError(file, run, f"result lines and checkpoints do not align: with {_reading(0)}, {why[0]}; "
+                          f"with {_reading(-1)}, {why[-1]}; expected one line per checkpoint "
+                          "(training_iteration of the line that logged it)")
+    return derived
+
+
 def list_runs(ip: ImportedPopulation) -> list[RunRef]:
     if not ip.path.is_dir():
         raise SourceError(ip.path, None, "no such folder; expected a Ray Tune experiment folder of trial folders")
@@ -122,13 +206,7 @@ def read_run(ref: RunRef, ip: ImportedPopulation) -> RunRecord:
     if not weights:
         raise MissingWeightsError(trial, ref.name, "no checkpoint_<epoch> folder; expected one per epoch")
     scale = float(ip.options.get("accuracy_scale", 100.0))
-    if "result_offset" in ip.options:
-        offset = int(ip.options["result_offset"])
-    else:
-        iters = [int(x["training_iteration"]) for x in lines if "training_iteration" in x]
-        offset = max(weights) - max(iters) if iters else 0
-        if offset not in (0, -1):
-            offset = 0
+    offset = alignment(lines, set(weights), result, ref.name, ip.options.get("result_offset"))
     acc, loss, secs = {}, {}, {}
     for i, x in enumerate(lines, 1):
         if "epoch" in x:
