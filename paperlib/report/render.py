@@ -158,13 +158,15 @@ def table1_display(t1: pd.DataFrame) -> pd.DataFrame:
 
 
 def significance_marks(r: pd.Series, alpha: float = 0.05) -> str:
-    """``">Wl <LC"``: the baselines a method beats (>) or loses to (<) significantly in its Table 2 cell."""
+    """``">Wl <LC"``: the baselines a method beats (>) or loses to (<) significantly in its Table 2 cell,
+    by the mark rule of :mod:`paperlib.report.replicates` (significant in every replicate, one direction)."""
+    from .replicates import mark_direction
+
     marks = []
     for b in PAIRED_BASELINES:
-        short = SHORT_LABELS[b]
-        p, d = r.get(f"vs_{b}_p", np.nan), r.get(f"vs_{b}_diff", np.nan)
-        if p is not None and np.isfinite(p) and p < alpha and d != 0:
-            marks.append((">" if d > 0 else "<") + short)
+        direction = mark_direction(r, b, alpha)
+        if direction:
+            marks.append((">" if direction > 0 else "<") + SHORT_LABELS[b])
     return " ".join(marks)
 
 
@@ -250,6 +252,9 @@ def _cell(r: pd.Series | None) -> str:
     text = fmt_mean_std(r["accuracy_mean"], r["accuracy_std"])
     if text == "–":
         return text
+    rep = r.get("replicate_std", np.nan)
+    if rep is not None and np.isfinite(rep):  # the spread between population replicates, apart from the folds'
+        text += f" (rep. ± {rep:.2f})"
     marks = significance_marks(r)
     if marks:
         text += f" {marks}"
