@@ -82,7 +82,7 @@ def test_replicate_0_reuses_the_stored_runs_without_training(tmp_results, monkey
     assert len(calls) == 1 and calls[0]["seed"] == replicate_seed(0, 1)
     assert (paths.results_dir("smoke") / "r1" / "runs.csv").exists()
     assert set(runs1["key"]).isdisjoint(runs0["key"])
-    pooled = replicates.write_table1_pooled(p)
+    pooled = tables.write_table1_pooled(p)
     assert int(pooled["n_networks"].iloc[0]) == 2
     assert "2 population replicate(s)" in (paths.results_dir("smoke") / "table1_pooled.md").read_text()
 
@@ -188,3 +188,21 @@ def test_verify_sample_spreads_over_replicates():
     assert sample(runs, 3, seed=1) == keys
     one = runs.drop(columns="replicate")
     assert len(sample(one, 3, seed=1)) == 6
+
+
+# --------------------------------------------------------------------------- early stopping across replicates
+def _es(regret_graph: float, saved_graph: float) -> pd.DataFrame:
+    rows = [("none", 0.0, 0.0), ("graph", saved_graph, regret_graph), ("curve", 30.0, 0.5)]
+    return pd.DataFrame([{"arch": "LeNet", "pruner": p, "saved_pct": s, "regret_mean": r, "high_stopped_mean": 0.1,
+                          "n_high": 8, "n_networks": 16, "n_folds": 3} for p, s, r in rows])
+
+
+def test_early_stopping_reading_holds_only_in_every_replicate():
+    a, b = _es(0.2, 60.0), _es(3.0, 50.0)  # graph within 1 point in replicate 0 only
+    comb = replicates.early_stopping_across([a, b]).set_index("pruner")
+    assert comb.loc["graph", "saved_pct"] == pytest.approx(55.0)
+    assert comb.loc["graph", "saved_pct_rep_std"] == pytest.approx(np.std([60.0, 50.0], ddof=1))
+    assert comb.loc["graph", "regret_worst"] == pytest.approx(3.0)
+    text = replicates.early_stopping_reading([a, b])
+    assert "- LeNet: learning curve saves the most compute" in text  # graph saves more but fails replicate 1
+    assert "graph signatures saves the most" in replicates.early_stopping_reading([a, _es(0.9, 50.0)])

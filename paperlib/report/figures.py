@@ -116,8 +116,9 @@ def _accuracy_panel(ax: plt.Axes, agg: pd.DataFrame, feature_set: str, majority:
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
 
 
-def _legend(fig: plt.Figure, majority: bool = True, curve: bool = True, ncol: int = 4) -> None:
-    """One legend for every panel, above them (where the eye starts)."""
+def _legend(fig: plt.Figure, majority: bool = True, curve: bool = True, ncol: int = 4, replicates: bool = False) -> None:
+    """One legend for every panel, above them (where the eye starts); ``replicates``: the error bars of
+    the spread between population replicates (the bands are the spread over fold seeds)."""
     handles = [Line2D([], [], color=c, label=MODE_LABELS[m]) for m, c in MODE_COLORS.items()]
     handles += [Line2D([], [], color="black", linestyle=ls, label=CLASSIFIER_LABELS[c])
                 for c, ls in CLASSIFIER_STYLES.items()]
@@ -126,6 +127,9 @@ def _legend(fig: plt.Figure, majority: bool = True, curve: bool = True, ncol: in
     if majority:
         handles.append(Line2D([], [], color="black", linestyle=":", label="majority class"))
     handles.append(Line2D([], [], color="black", marker="x", linestyle="", label="single-class predictor"))
+    if replicates:
+        handles.append(Line2D([], [], color="black", marker="|", markersize=9, linestyle="",
+                              label="± between replicates (band: ± over fold seeds)"))
     fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), ncol), frameon=False)
 
 
@@ -247,7 +251,7 @@ def fig3(profile: Profile | str) -> plt.Figure:
                     ax.set_xlabel("")
                 if j:
                     ax.set_ylabel("")
-        _legend(fig, curve=(agg["feature_set"] == "learning-curve").any())
+        _legend(fig, curve=(agg["feature_set"] == "learning-curve").any(), replicates=p.replicates > 1)
     save_figure(fig, p.name, "fig3")
     return fig
 
@@ -310,7 +314,7 @@ def fig4(profile: Profile | str) -> plt.Figure:
                 if i < len(fsets) - 1:
                     ax.set_xlabel("")
                 ax.set_ylabel(f"{label}\naccuracy" if j == 0 else "")
-        _legend(fig, majority=q1 is not None or "n_high_test" in q2.columns,
+        _legend(fig, majority=q1 is not None or "n_high_test" in q2.columns, replicates=p.replicates > 1,
                 curve=(agg["feature_set"] == "learning-curve").any())
     save_figure(fig, p.name, "fig4")
     return fig

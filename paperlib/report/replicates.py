@@ -38,6 +38,7 @@ from .. import files
 from ..evaluate.stats import ALPHA
 from ..files import PAIRED_BASELINES
 from ..profile_types import Profile
+from .render import mark_best, mark_direction  # noqa: F401  (mark_direction: the mark rule, used here and by the readings)
 
 CELL = ["dataset", "arch", "classifier", "feature_set"]
 
@@ -58,20 +59,6 @@ def pooled_runs(profile: Profile) -> pd.DataFrame:
                      ignore_index=True)
 
 
-def write_table1_pooled(profile: Profile) -> pd.DataFrame:
-    """Table 1 over the networks of every replicate (``results/<profile>/table1_pooled.{csv,md,tex}``)."""
-    from .render import table1_display, write_table_files
-    from .tables import table1_frame
-
-    t1 = table1_frame(profile, pooled_runs(profile))
-    write_table_files(profile.name, "table1_pooled", t1, table1_display(t1),
-                      caption=f"Table 1, pooled. The networks of all {profile.replicates} population replicate(s) "
-                              f"of profile '{profile.name}' (replicate r trains the same grid with seeds derived "
-                              "from r); each replicate's own Table 1 is table1.md in its folder.",
-                      notes=["Ranges are over networks that finished; diverged networks are counted apart."])
-    return t1
-
-
 def _sign_agree(d: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(d)) and (np.all(d > 0) or np.all(d < 0)))
 
@@ -83,8 +70,6 @@ def combine_table2(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     then need every replicate (a missing test means no mark). See the module docstring for the
     columns and the mark rule.
     """
-    from .tables import mark_best
-
     if not frames:
         raise ValueError("combine_table2: no replicate given")
     tagged = pd.concat([f.assign(_rep=r) for r, f in enumerate(frames)], ignore_index=True)
@@ -120,21 +105,6 @@ def combine_table2(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     out["_eligible"] = out["accuracy_mean"].where(out["n_single_class"].fillna(0) == 0)
     out["best"] = mark_best(out, "_eligible", ["dataset", "arch", "classifier"]) if len(out) else False
     return out.drop(columns="_eligible")
-
-
-def mark_direction(r: pd.Series, b: str, alpha: float = ALPHA) -> int:
-    """+1 / -1 / 0: the method is above / below / not different from baseline ``b`` by the mark rule.
-
-    ``vs_<b>_p`` below ``alpha`` (the largest p over the replicates in a combined table), and, where the
-    row has ``vs_<b>_agree``, the same direction in every replicate.
-    """
-    p, d = r.get(f"vs_{b}_p", np.nan), r.get(f"vs_{b}_diff", np.nan)
-    agree = r.get(f"vs_{b}_agree", True)
-    if p is None or not np.isfinite(p) or p >= alpha or d is None or not np.isfinite(d) or d == 0:
-        return 0
-    if agree is not None and not (isinstance(agree, float) and np.isnan(agree)) and not bool(agree):
-        return 0
-    return 1 if d > 0 else -1
 
 
 def noise_floor(frames: Sequence[pd.DataFrame], combined: pd.DataFrame) -> pd.DataFrame:
@@ -224,3 +194,56 @@ def aggregate_across(profile: Profile, name: str, by: Sequence[str], seed_col: s
         if c in both:
             out[c] = g[c].mean().to_numpy()
     return out
+
+
+# --------------------------------------------------------------------------- early stopping (07)
+def early_stopping_across(summaries: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Per population and pruner, the early-stopping summary of every replicate combined.
+
+    ``saved_pct`` and ``regret_mean``: means over replicates; ``saved_pct_rep_std`` and
+    ``regret_rep_std``: the standard deviation between replicates (NaN with one); ``regret_worst``:
+    the largest mean regret of a replicate (what :func:`early_stopping_reading` holds against the
+    tolerance, so a reading must hold in every replicate).
+    """
+    both = pd.concat([s.assign(_rep=r) for r, s in enumerate(summaries)], ignore_index=True)
+    g = both.groupby(["arch", "pruner"], sort=False)
+    sd = lambda s: s.std(ddof=1) if s.notna().sum() > 1 else np.nan  # noqa: E731
+    out = g.agg(n_replicates=("_rep", "nunique"), saved_pct=("saved_pct", "mean"), saved_pct_rep_std=("saved_pct", sd),
+                regret_mean=("regret_mean", "mean"), regret_rep_std=("regret_mean", sd),
+                regret_worst=("regret_mean", "max"), high_stopped_mean=("high_stopped_mean", "mean"))
+    return out.reset_index()
+
+
+def early_stopping_reading(summaries: Sequence[pd.DataFrame], tolerance: float = 1.0) -> str:
+    """The reading of 07 across replicates: the mark rule's analogue for early stopping.
+
+    With one replicate, :func:`paperlib.stopping.pruning.reading`. With several, a pruner counts as
+    "within ``tolerance`` point(s) of mean regret" only when it is so in every replicate
+    (``regret_worst``); among those, the one with the largest mean compute saved is named, with the
+    spread between replicates beside each number.
+    """
+    from ..stopping.pruning import reading
+    from ..stopping.search import PRUNER_LABELS
+
+    if len(summaries) == 1:
+        return reading(summaries[0], tolerance)
+    comb = early_stopping_across(summaries)
+    lines = [f"Across {len(summaries)} population replicates: means, with ± the spread between replicates; a "
+             f"pruner is within {tolerance:g} point(s) of mean regret only when it is so in every replicate."]
+    for arch, g in comb.groupby("arch", sort=False):
+        g = g.set_index("pruner")
+        ok = g[(g.index != "none") & (g["regret_worst"] <= tolerance) & (g["n_replicates"] == len(summaries))]
+        if len(ok):
+            b = ok["saved_pct"].idxmax()
+            r = ok.loc[b]
+            lines.append(f"- {arch}: {PRUNER_LABELS.get(b, b)} saves the most compute ({r.saved_pct:.0f}% ± "
+                         f"{r.saved_pct_rep_std:.0f} of the epochs, mean regret {r.regret_mean:.2f} ± "
+                         f"{r.regret_rep_std:.2f}, worst replicate {r.regret_worst:.2f}).")
+        else:
+            lines.append(f"- {arch}: no pruner stays within {tolerance:g} point(s) of mean regret in every replicate.")
+        if {"graph", "curve"} <= set(g.index):
+            gr, cu = g.loc["graph"], g.loc["curve"]
+            lines.append(f"  graph signatures: {gr.saved_pct:.0f}% ± {gr.saved_pct_rep_std:.0f} saved, regret "
+                         f"{gr.regret_mean:.2f} ± {gr.regret_rep_std:.2f}; learning curve: {cu.saved_pct:.0f}% ± "
+                         f"{cu.saved_pct_rep_std:.0f} saved, regret {cu.regret_mean:.2f} ± {cu.regret_rep_std:.2f}.")
+    return "\n".join(lines)

@@ -24,8 +24,8 @@ from ..evaluate.stats import aggregate_q1
 from ..files import PAIRED_BASELINES, TABLE1_COLUMNS, TABLE2_COLUMNS, update_metrics
 from ..profiles import as_profile
 from ..profile_types import Profile
-from .render import FEATURE_LABELS, CLASSIFIER_LABELS, _ordered, significance_marks, table1_display, table2_display, \
-    write_table_files
+from .render import FEATURE_LABELS, CLASSIFIER_LABELS, _ordered, mark_best, significance_marks, table1_display, \
+    table2_display, write_table_files
 
 #: Paired comparisons of Table 2: (method, the baselines it is tested against).
 COMPARISONS: dict[str, tuple[str, ...]] = {
@@ -115,6 +115,19 @@ def write_table1(profile: Profile | str, runs_df: pd.DataFrame | None = None) ->
     return t1
 
 
+def write_table1_pooled(profile: Profile) -> pd.DataFrame:
+    """Table 1 over the networks of every replicate (``results/<profile>/table1_pooled.{csv,md,tex}``)."""
+    from .replicates import pooled_runs
+
+    t1 = table1_frame(profile, pooled_runs(profile))
+    write_table_files(profile.name, "table1_pooled", t1, table1_display(t1),
+                      caption=f"Table 1, pooled. The networks of all {profile.replicates} population replicate(s) "
+                              f"of profile '{profile.name}' (replicate r trains the same grid with seeds derived "
+                              "from r); each replicate's own Table 1 is table1.md in its folder.",
+                      notes=["Ranges are over networks that finished; diverged networks are counted apart."])
+    return t1
+
+
 # --------------------------------------------------------------------------- Table 2
 
 
@@ -159,15 +172,6 @@ def paired_tests(q1: pd.DataFrame, dataset: str, arch: str, classifier: str, t: 
                 tests[(a, b)] = corrected_resampled_ttest(np.concatenate(diffs), float(np.mean(np.concatenate(n_tr))),
                                                           float(np.mean(np.concatenate(n_te))))
     return tests
-
-
-def mark_best(frame: pd.DataFrame, value: str, within: Sequence[str], tol: float = 1e-12) -> pd.Series:
-    """Boolean Series: the row(s) with the largest ``value`` within each group of ``within``.
-
-    Ties (within ``tol``) are all marked; missing values are never marked.
-    """
-    best = frame.groupby(list(within), dropna=False)[value].transform("max")
-    return (frame[value].notna() & (frame[value] >= best - tol)).astype(bool)
 
 
 def table2_frame(profile: Profile | str, q1: pd.DataFrame, mode: str = "plain") -> pd.DataFrame:
