@@ -266,7 +266,7 @@ def check_features(profile: str, root: Path, log: Path) -> list[Check]:
     checks = []
     for new in sorted(p for rp in _replicates(profile) for p in (root / "results" / rp / "features").glob("*.npz")):
         name = str(new.relative_to(root))
-        old = paths.ROOT / name
+        old = paths.RESULTS / new.relative_to(root / "results")
         (fa, aa), (fb, ab) = files.read_features(new), files.read_features(old)
         rows = {k: i for i, k in enumerate(fb["keys"].astype(str))}
         idx = [rows.get(k) for k in fa["keys"].astype(str)]

@@ -163,6 +163,8 @@ def test_marks_hold_only_in_every_replicate_and_the_two_spreads(tmp_results):
              for b in ("B_Wl", "B_What", "B_Wprime")]
     assert nf["diff_noise_max"] == pytest.approx(max(diffs))
     assert (paths.results_dir("smoke") / "noise_floor.md").exists()
+    assert files.read_metrics("smoke")["noise_floor"]["per_arch"]["LeNet"]["cell_noise_max"] == pytest.approx(
+        max(moved), abs=1e-4)
 
 
 def test_one_replicate_is_the_single_test(tmp_results):

@@ -17,8 +17,12 @@ replicate's per-fold differences gives p < 0.05 *in every replicate*, with the m
 the same sign in all of them. ``vs_<b>_p`` of the combined table is therefore the largest p over
 the replicates, ``vs_<b>_agree`` whether all replicates' differences have one sign, and
 ``vs_<b>_diff`` the mean difference over replicates. This is a conjunction of per-replicate tests,
-not a test whose variance includes the replicates: it is conservative (a true difference must
-show in each retrained population), and with one replicate it is exactly the single test.
+not a test whose variance includes the replicates: an intersection-union test (Berger, 1982,
+"Multiparameter hypothesis testing and acceptance sampling", Technometrics 24(4); Berger & Hsu,
+1996, Statistical Science 11(4)), which keeps the level 0.05 of each test for the claim "the
+difference holds, in this direction, in every replicate" without any correction. It is
+conservative (a true difference must show in each retrained population), and with one replicate
+it is exactly the single test.
 
 The noise floor (:func:`noise_floor`): per architecture, over every pair of replicates and every
 cell of Table 2, the absolute difference of the cell's mean accuracy between the two replicates
@@ -45,7 +49,7 @@ CELL = ["dataset", "arch", "classifier", "feature_set"]
 #: The rule every table states (captions, readings): one sentence, the same everywhere.
 MARK_RULE = (f"a mark only where the corrected resampled t-test (Nadeau & Bengio, 2003) over the per-fold "
              f"accuracies of all fold seeds gives p < {ALPHA} in every population replicate, with the "
-             "difference of the same sign in all of them")
+             "difference of the same sign in all of them (an intersection-union test, Berger 1982)")
 
 
 def read_replicates(profile: Profile, name: str) -> list[pd.DataFrame]:
@@ -145,13 +149,19 @@ def _stat(fn: Any, x: np.ndarray) -> float:
 
 
 def write_noise_floor(profile: Profile, frames: Sequence[pd.DataFrame], combined: pd.DataFrame) -> pd.DataFrame:
-    """:func:`noise_floor`, written to ``results/<profile>/noise_floor.{csv,md}``; returns the frame."""
-    from ..files import atomic_write_text
+    """:func:`noise_floor`, written to ``results/<profile>/noise_floor.{csv,md}`` and the ``noise_floor``
+    section of ``metrics.json``; returns the frame."""
+    from ..files import atomic_write_text, update_metrics
     from .. import paths
     from .render import to_markdown
 
     nf = noise_floor(frames, combined)
     files.write_table(profile, "noise_floor.csv", nf)
+    rnd = lambda v: round(float(v), 4) if np.isfinite(v) else None  # noqa: E731
+    update_metrics(profile.name, "noise_floor", {"n_replicates": len(frames), "per_arch": {
+        r["arch"]: {k: rnd(r[k]) for k in ("cell_noise_median", "cell_noise_max", "diff_noise_median", "diff_noise_max",
+                                           "marked_effect_min", "marked_effect_median")} | {"n_marked": int(r["n_marked"])}
+        for _, r in nf.iterrows()}})
     shown = nf.copy()
     for c in nf.columns:
         if c.endswith(("_median", "_max", "_min")):
