@@ -64,12 +64,20 @@ def figures_dir(profile: str) -> Path:
     return FIGURES / profile
 
 
+def base_profile(profile: str) -> str:
+    """The profile a replicate name ``<profile>/r<k>`` belongs to (a profile name is its own base)."""
+    return profile.split("/", 1)[0]
+
+
 def store_dir(profile: str) -> Path:
     """Bulky intermediate files of a profile (snapshots, cached centralities).
 
     ``$PAPERLIB_STORE/<profile>`` when the variable is set, else
-    ``results/<profile>/store`` (ignored by git).
+    ``results/<profile>/store`` (ignored by git). A population replicate ``<profile>/r<k>``
+    (:meth:`paperlib.profile_types.Profile.replicate`) shares its profile's store: a run's key
+    hashes its specification, seed included, so the replicates' runs never collide.
     """
+    profile = base_profile(profile)
     env = os.environ.get("PAPERLIB_STORE")
     if env:
         return Path(env) / profile

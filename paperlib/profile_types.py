@@ -16,11 +16,30 @@ the manifest read the profile through :func:`paperlib.profiles.effective_profile
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 
 DEVICES = ("auto", "cpu", "cuda")
+REPLICATE_SEP = "/r"  # replicate r >= 1 of profile "default" is named "default/r1" (results/default/r1/)
+
+
+def replicate_seed(seed: int, replicate: int) -> int:
+    """The training seed that grid seed ``seed`` becomes in population replicate ``replicate``.
+
+    Replicate 0 keeps ``seed`` (today's population, whose runs the store already holds). Replicate
+    r >= 1 takes the first 4 bytes of SHA-256("paperlib-replicate:<r>:<seed>") below 2**31, read
+    big-endian: fixed by (seed, r) alone, on every machine and Python version, and unrelated to the
+    small seeds a grid uses (a collision with another seed of the grid is refused by
+    :meth:`Profile.replicate`).
+    """
+    if replicate < 0:
+        raise ValueError(f"replicate={replicate} must be >= 0")
+    if replicate == 0:
+        return int(seed)
+    digest = hashlib.sha256(f"paperlib-replicate:{int(replicate)}:{int(seed)}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 2**31
 PRECISIONS = ("float32", "bf16")
 
 
@@ -91,11 +110,12 @@ class Profile:
     device: str = "auto"  # "auto" (cuda when present), "cpu" or "cuda"
     runs_per_device: int = 1  # runs training side by side on one GPU
     precision: str = "float32"  # "float32", or "bf16" (mixed precision, opt-in; part of a run's key)
+    replicates: int = 1  # populations trained over the same grid with seeds derived per replicate (see replicate)
 
     def __post_init__(self) -> None:
         problems = []
         for name, lo in (("batch_size", 1), ("patience", 1), ("burn_in", 0), ("n_folds", 2), ("workers", 1),
-                         ("threads", 1), ("runs_per_device", 1)):
+                         ("threads", 1), ("runs_per_device", 1), ("replicates", 1)):
             if getattr(self, name) < lo:
                 problems.append(f"{name}={getattr(self, name)} must be >= {lo}")
         if self.device not in DEVICES:
@@ -126,6 +146,34 @@ class Profile:
     @property
     def archs(self) -> list[str]:
         return [p.arch for p in self.populations]
+
+    def replicate(self, r: int) -> "Profile":
+        """Population replicate ``r`` of this profile (``0 <= r < replicates``).
+
+        Replicate 0 is the profile itself: same name, same seeds, so its runs are the ones already in
+        the store. Replicate r >= 1 trains the same grid with every seed replaced by
+        :func:`replicate_seed` ``(seed, r)``; it is named ``<name>/r<r>``, so its results lie under
+        ``results/<name>/r<r>/`` while its runs share the profile's store (:func:`paperlib.paths.store_dir`).
+        Each replicate is a profile of one replicate (``replicates=1``).
+        """
+        if not 0 <= r < self.replicates:
+            raise ValueError(f"profile {self.name!r}: replicate {r} is not in 0..{self.replicates - 1}")
+        if r == 0:
+            return self
+        pops = []
+        for pop in self.populations:
+            seeds = tuple(replicate_seed(s, r) for s in pop.grid.seeds)
+            clash = set(seeds) & set(pop.grid.seeds)
+            if clash or len(set(seeds)) != len(seeds):
+                raise ValueError(f"profile {self.name!r}, population {pop.arch}: replicate {r} seeds {seeds} "
+                                 f"collide with the grid's seeds {pop.grid.seeds}")
+            pops.append(dataclasses.replace(pop, grid=dataclasses.replace(pop.grid, seeds=seeds)))
+        return dataclasses.replace(self, name=f"{self.name}{REPLICATE_SEP}{r}", populations=tuple(pops),
+                                   description=f"{self.description} (replicate {r})", replicates=1)
+
+    def replicate_profiles(self) -> list["Profile"]:
+        """Every replicate of this profile, replicate 0 (the profile itself) first."""
+        return [self.replicate(r) for r in range(self.replicates)]
 
     def with_overrides(self, **overrides: Any) -> "Profile":
         """A copy with profile fields replaced; ``epochs`` and ``t_max`` apply to every population.

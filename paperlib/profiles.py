@@ -12,7 +12,9 @@ the rest from here; ``make reproduce PROFILE=smoke`` selects one.
     the embedded default and the main job of ``make reproduce``: digits (bundled with
     scikit-learn, so nothing is downloaded), five architectures sized for 16x16
     inputs, 64 networks each, plus a double-width LeNet population for the
-    width-transfer experiment.
+    width-transfer experiment; two population replicates (the grid retrained with seeds
+    derived from the replicate, :meth:`Profile.replicate`), so Table 2 marks only what holds
+    in both and measures how far a cell moves between them.
 ``paper``
     the paper's scale: CIFAR-10 and Tiny-ImageNet, the paper's architectures and
     epochs and its Table 1 thresholds. Needs the datasets under ``PAPERLIB_DATA`` and,
@@ -86,6 +88,7 @@ DEFAULT = Profile(
     ),
     image_size={"digits": 16},
     burn_in=10,
+    replicates=2,  # the grid trained twice (seeds derived per replicate): marks must hold in both
     transfers=(
         Transfer("deeper", ("ResNet-20",), "ResNet-32"),
         Transfer("older-to-resnet", ("LeNet", "AlexNet", "VGG"), "ResNet-20"),

@@ -74,7 +74,7 @@ FEATURES = (Input(R + "features.csv"), Input(R + "features/{arch}.npz"))
 STEPS: tuple[Step, ...] = (
     Step("01_train", "Train populations, snapshot every epoch; Table 1",
          (R + "runs.csv", R + "snapshots.csv", R + "timings/runs.csv", R + "table1.csv", R + "table1.md",
-          R + "overrides.json", "{store}/runs"),
+          R + "table1_pooled.csv", R + "overrides.json", "{store}/runs"),
          populations="trained"),
     Step("01_import", "Import existing checkpoints (a profile file) instead of training; Table 1",
          (R + "runs.csv", R + "timings/runs.csv", R + "table1.csv", R + "table1.md", R + "overrides.json",
@@ -88,7 +88,8 @@ STEPS: tuple[Step, ...] = (
          (R + "features.csv", R + "timings/features.csv", R + "features/{arch}.npz"),
          (RUNS, STORE_RUNS, Input(R + "centralities.csv"))),
     Step("04_q1", "Q1: performance prediction per architecture; Table 2, Figure 3",
-         (R + "q1.csv", R + "q1_skipped.csv", R + "table2.csv", R + "table2.md", R + "table2.tex", F + "fig3.png",
+         (R + "q1.csv", R + "q1_skipped.csv", R + "table2.csv", R + "table2.md", R + "table2.tex",
+          R + "noise_floor.csv", F + "fig3.png",
           F + "fig3.pdf"),
          (RUNS, *FEATURES)),
     Step("05_q2", "Q2: generalising to unseen depths, architectures and widths; Figure 4",

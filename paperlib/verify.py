@@ -178,13 +178,38 @@ def _pipeline(root: Path, profile: str, steps: tuple[str, ...], log: Path) -> in
 
 # --------------------------------------------------------------------------- 1 + 2: a sample retrained
 def sample(runs: pd.DataFrame, per_arch: int, seed: int) -> list[str]:
-    """``per_arch`` keys per architecture, drawn with ``seed`` (sorted keys, so any machine draws the same)."""
+    """``per_arch`` keys per architecture, drawn with ``seed`` (sorted keys, so any machine draws the same).
+
+    With a ``replicate`` column (:func:`_committed_runs`), an architecture's draws are spread over the
+    population replicates: replicate r gets ``per_arch // R`` of them, plus one for the first
+    ``per_arch % R`` replicates counted from the architecture's position (so a small sample still
+    reaches every replicate across architectures).
+    """
     rng = random.Random(seed)
     keys = []
-    for arch in sorted(runs["arch"].unique()):
-        pool = sorted(runs.loc[runs["arch"] == arch, "key"].astype(str))
-        keys += rng.sample(pool, min(per_arch, len(pool)))
+    for i, arch in enumerate(sorted(runs["arch"].unique())):
+        sub = runs[runs["arch"] == arch]
+        reps = sorted(sub["replicate"].unique()) if "replicate" in sub.columns else [None]
+        for j, r in enumerate(reps):
+            n = per_arch // len(reps) + ((j - i) % len(reps) < per_arch % len(reps))
+            pool = sorted((sub["key"] if r is None else sub.loc[sub["replicate"] == r, "key"]).astype(str))
+            keys += rng.sample(pool, min(n, len(pool)))
     return keys
+
+
+def _replicates(profile: str) -> list[str]:
+    """The names of the population replicates of ``profile`` (``<profile>``, ``<profile>/r1``, ...)."""
+    from .profiles import effective_profile
+
+    return [r.name for r in effective_profile(profile).replicate_profiles()]
+
+
+def _committed_runs(profile: str, name: str = "runs.csv", base: Path | None = None) -> pd.DataFrame:
+    """``name`` of every replicate of ``profile`` (under ``base``, default ``results/``), with a ``replicate`` column."""
+    base = paths.RESULTS if base is None else base
+    return pd.concat([files.read_cells(base / rp / name).assign(replicate=r)
+                      for r, rp in enumerate(_replicates(profile)) if (base / rp / name).exists()],
+                     ignore_index=True)
 
 
 def _train_sample(profile: str, keys: list[str]) -> None:
@@ -196,27 +221,28 @@ def _train_sample(profile: str, keys: list[str]) -> None:
     from .train.store import spec_key
 
     P = effective_profile(profile)
-    by_key = {spec_key(spec): (arch, spec) for arch, spec in train.profile_specs(P)}
+    by_key = {spec_key(spec): (arch, spec, R.name) for R in P.replicate_profiles() for arch, spec in train.profile_specs(R)}
     unknown = [k for k in keys if k not in by_key]
     if unknown:
         raise SystemExit(f"verify: no specification of profile {profile!r} has the committed keys {unknown[:3]}: "
                          "the code that trained the committed networks is not this code")
-    pairs = [by_key[k] for k in keys]
-    df = populations.train_specs(paths.runs_dir(profile), pairs, workers=P.workers, checksums=True)
-    files.write_table(profile, "runs.csv", df)
-    files.write_table(profile, "snapshots.csv", populations.snapshot_index(paths.runs_dir(profile), pairs))
+    for rep in dict.fromkeys(by_key[k][2] for k in keys):  # each replicate's sampled runs in its own folder
+        pairs = [by_key[k][:2] for k in keys if by_key[k][2] == rep]
+        df = populations.train_specs(paths.runs_dir(profile), pairs, workers=P.workers, checksums=True)
+        files.write_table(rep, "runs.csv", df)
+        files.write_table(rep, "snapshots.csv", populations.snapshot_index(paths.runs_dir(profile), pairs))
 
 
 def check_training(profile: str, per_arch: int, seed: int, work: Path, log: Path) -> tuple[list[Check], Path]:
-    committed = files.read_runs(profile)
+    committed = _committed_runs(profile)
     keys = sample(committed, per_arch, seed)
     root = _root(work / "retrain", profile, ["overrides.json"])
     rc = _run(["-m", "paperlib.verify", "--profile", profile, "--train-keys", ",".join(keys)], root, log)
     if rc != 0:
         return [Check("training of the sample", "DIFFERENT", f"failed (exit {rc}); see {log}")], root
     checks = []
-    new_idx = files.read_cells(root / "results" / profile / "snapshots.csv")
-    old_idx = files.read_cells(paths.results_dir(profile) / "snapshots.csv")
+    new_idx = _committed_runs(profile, "snapshots.csv", root / "results").drop(columns="replicate")
+    old_idx = _committed_runs(profile, "snapshots.csv").drop(columns="replicate")
     for key in keys:
         a = new_idx[new_idx["key"] == key].reset_index(drop=True)
         b = old_idx[old_idx["key"] == key].reset_index(drop=True)
@@ -224,8 +250,8 @@ def check_training(profile: str, per_arch: int, seed: int, work: Path, log: Path
         diff = _first_csv_difference(a, b)
         checks.append(Check(f"snapshots of {arch} network {key} ({len(b)} epochs)",
                             "identical" if diff is None else "DIFFERENT", diff or ""))
-    new_runs = files.read_cells(root / "results" / profile / "runs.csv")
-    old_runs = files.read_cells(paths.results_dir(profile) / "runs.csv")
+    new_runs = _committed_runs(profile, "runs.csv", root / "results").drop(columns="replicate")
+    old_runs = _committed_runs(profile).drop(columns="replicate")
     old_runs = old_runs.set_index("key").loc[new_runs["key"]].reset_index()
     diff = _first_csv_difference(new_runs, old_runs)
     checks.append(Check(f"results/{profile}/runs.csv ({len(keys)} rows)", "identical" if diff is None else "DIFFERENT",
@@ -238,9 +264,9 @@ def check_features(profile: str, root: Path, log: Path) -> list[Check]:
     if rc != 0:
         return [Check("02_graph + 03_features on the sample", "DIFFERENT", f"failed (exit {rc}); see {log}")]
     checks = []
-    for new in sorted((root / "results" / profile / "features").glob("*.npz")):
-        name = f"results/{profile}/features/{new.name}"
-        old = paths.results_dir(profile) / "features" / new.name
+    for new in sorted(p for rp in _replicates(profile) for p in (root / "results" / rp / "features").glob("*.npz")):
+        name = str(new.relative_to(root))
+        old = paths.RESULTS / new.relative_to(root / "results")
         (fa, aa), (fb, ab) = files.read_features(new), files.read_features(old)
         rows = {k: i for i, k in enumerate(fb["keys"].astype(str))}
         idx = [rows.get(k) for k in fa["keys"].astype(str)]
@@ -271,7 +297,8 @@ def check_evaluation(profile: str, work: Path, log: Path) -> list[Check]:
     inputs = {p for s in steps for i in s.inputs for p in expand_templates(i.path, profile)} - set(outputs)
     results = paths.results_dir(profile)
     rel = sorted({str(p.relative_to(results)) for p in map(Path, inputs) if paths.RESULTS / profile in p.parents}
-                 | {"overrides.json", "timings", "q3_snapshots"})
+                 | {"overrides.json", "timings", "q3_snapshots"}
+                 | {rp[len(profile) + 1:] for rp in _replicates(profile)[1:]})  # replicate folders r1, r2, ...
     root = _root(work / "evaluate", profile, rel)
     rc = _pipeline(root, profile, EVALUATION_STEPS, log)
     checks = [] if rc == 0 else [Check("04-07 from the committed features", "DIFFERENT", f"failed (exit {rc}); see {log}")]

@@ -153,6 +153,14 @@ TABLE2_COLUMNS = [
     "n_single_class", "n_decided",
     *[f"vs_{b}_{k}" for b in PAIRED_BASELINES for k in ("diff", "p")],
     "paper_dataset", "same_dataset", "paper_accuracy", "paper_note",
+    # across population replicates (paperlib.report.replicates): spread between replicates, sign agreement
+    "replicate_std", "n_replicates", *[f"vs_{b}_agree" for b in PAIRED_BASELINES],
+]
+
+#: written by 04_q1 (paperlib.report.replicates.noise_floor): how far a cell moves between replicates
+NOISE_FLOOR_COLUMNS = [
+    "dataset", "arch", "n_replicates", "n_cell_differences", "cell_noise_median", "cell_noise_max",
+    "diff_noise_median", "diff_noise_max", "n_marked", "marked_effect_min", "marked_effect_median",
 ]
 
 
@@ -187,8 +195,10 @@ TABLES: dict[str, Table] = {t.name: t for t in [
     Table("q2_skipped.csv", SKIP_COLUMNS, texts=("reason",)),
     Table("q3.csv", Q3_COLUMNS, texts=("t_rule", "unrolled_explicit_note"), float_format="%.6g"),
     Table("table1.csv", TABLE1_COLUMNS, bools=("same_dataset",), texts=("paper_dataset",), float_format="%.6g"),
-    Table("table2.csv", TABLE2_COLUMNS, bools=("best", "same_dataset"), texts=("mode", "paper_dataset", "paper_note"),
-          float_format="%.6g"),
+    Table("table1_pooled.csv", TABLE1_COLUMNS, bools=("same_dataset",), texts=("paper_dataset",), float_format="%.6g"),
+    Table("table2.csv", TABLE2_COLUMNS, bools=("best", "same_dataset", *[f"vs_{b}_agree" for b in PAIRED_BASELINES]),
+          texts=("mode", "paper_dataset", "paper_note"), float_format="%.6g"),
+    Table("noise_floor.csv", NOISE_FLOOR_COLUMNS, float_format="%.6g"),
     Table("early_stopping.csv", EARLY_STOPPING_COLUMNS, float_format="%.6g"),
     Table("import_skipped.csv", IMPORT_SKIPPED_COLUMNS, texts=("run", "file", "error", "reason")),
     Table("imported.csv", IMPORTED_COLUMNS, texts=("run", "status"), float_format="%.6g", timings=("seconds",),

@@ -60,6 +60,7 @@ PARAMETERS: dict[str, Param] = {
     "workers": Param(minimum=0, note="0 keeps the profile's value"),
     "threads": Param(minimum=0, note="0 keeps the profile's value"),
     "runs_per_device": Param(minimum=0, note="0 keeps the profile's value"),
+    "replicates": Param(minimum=0, note="population replicates; 0 keeps the profile's value"),
     "engine": Param(choices=("process", "dask")),
     "device": Param(choices=("", "auto", "cpu", "cuda"), note="'' keeps the profile's value"),
     "precision": Param(choices=("", "float32", "bf16"), note="'' keeps the profile's value"),

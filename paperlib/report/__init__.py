@@ -11,6 +11,8 @@ Modules
     labels, the printed tables, Markdown / LaTeX.
 ``readings``
     plain-language readings computed from the result files.
+``replicates``
+    population replicates: Table 2, the figures and the readings across them, the noise floor.
 ``figures``
     figures, one shared style.
 ``blocks``

@@ -28,7 +28,7 @@ from ..stopping.search import PRUNER_LABELS, PRUNERS
 from ..profiles import as_profile
 from ..profile_types import Profile
 from .render import CLASSIFIER_LABELS, DATASET_LABELS
-from .tables import aggregate_q1, missing_archs
+from .tables import missing_archs
 
 #: One style for every figure: seaborn "whitegrid" + "paper" context, a font bundled with matplotlib.
 STYLE: dict[str, Any] = {
@@ -80,9 +80,15 @@ def _title(dataset: str, arch: str, extra: str = "") -> str:
     return f"{label} {arch}" + (f": {extra}" if extra else "")
 
 
-def _band(ax: plt.Axes, x: np.ndarray, mean: np.ndarray, std: np.ndarray, **kw: Any) -> None:
+def _band(ax: plt.Axes, x: np.ndarray, mean: np.ndarray, std: np.ndarray, rep: np.ndarray | None = None,
+          **kw: Any) -> None:
+    """The mean, a band of ± the fold-seed spread and, where measured, error bars of ± the spread between
+    population replicates (:mod:`paperlib.report.replicates`), so that a reader sees both."""
     (line,) = ax.plot(x, mean, **kw)
     ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
+    if rep is not None and np.isfinite(rep).any():
+        ax.errorbar(x, mean, yerr=np.nan_to_num(rep), fmt="none", ecolor=line.get_color(), elinewidth=0.8,
+                    capsize=2)
 
 
 def _accuracy_panel(ax: plt.Axes, agg: pd.DataFrame, feature_set: str, majority: float | None) -> None:
@@ -93,7 +99,7 @@ def _accuracy_panel(ax: plt.Axes, agg: pd.DataFrame, feature_set: str, majority:
             s = sub[(sub["classifier"] == clf) & (sub["mode"] == mode)].sort_values("t")
             if len(s):
                 _band(ax, s["t"].to_numpy(), s["accuracy_mean"].to_numpy(), s["accuracy_std"].to_numpy(),
-                      color=color, linestyle=ls)
+                      s["replicate_std"].to_numpy(float) if "replicate_std" in s else None, color=color, linestyle=ls)
                 if "n_single_class" in s:  # a constant predictor is marked, never read as a result
                     const = s[s["n_single_class"] > 0]
                     ax.scatter(const["t"], const["accuracy_mean"], marker="x", s=18, color=color, zorder=3,
@@ -110,8 +116,9 @@ def _accuracy_panel(ax: plt.Axes, agg: pd.DataFrame, feature_set: str, majority:
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
 
 
-def _legend(fig: plt.Figure, majority: bool = True, curve: bool = True, ncol: int = 4) -> None:
-    """One legend for every panel, above them (where the eye starts)."""
+def _legend(fig: plt.Figure, majority: bool = True, curve: bool = True, ncol: int = 4, replicates: bool = False) -> None:
+    """One legend for every panel, above them (where the eye starts); ``replicates``: the error bars of
+    the spread between population replicates (the bands are the spread over fold seeds)."""
     handles = [Line2D([], [], color=c, label=MODE_LABELS[m]) for m, c in MODE_COLORS.items()]
     handles += [Line2D([], [], color="black", linestyle=ls, label=CLASSIFIER_LABELS[c])
                 for c, ls in CLASSIFIER_STYLES.items()]
@@ -120,6 +127,9 @@ def _legend(fig: plt.Figure, majority: bool = True, curve: bool = True, ncol: in
     if majority:
         handles.append(Line2D([], [], color="black", linestyle=":", label="majority class"))
     handles.append(Line2D([], [], color="black", marker="x", linestyle="", label="single-class predictor"))
+    if replicates:
+        handles.append(Line2D([], [], color="black", marker="|", markersize=9, linestyle="",
+                              label="± between replicates (band: ± over fold seeds)"))
     fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), ncol), frameon=False)
 
 
@@ -232,11 +242,15 @@ def fig3(profile: Profile | str) -> plt.Figure:
 
     In each panel: SVM (solid) and MLP (dashed) with the plain, wAvg and expAvg signatures
     (colours), mean over fold seeds with a band of ± one standard deviation; the learning-curve
-    baseline in grey and the majority-class rate dotted, for reference.
+    baseline in grey and the majority-class rate dotted, for reference. With population replicates,
+    the mean over replicates, the band the fold spread averaged over them, and error bars of ± the
+    standard deviation between replicates (:func:`paperlib.report.replicates.aggregate_across`).
     """
+    from .replicates import aggregate_across
+
     p = as_profile(profile)
     q1 = files.read_table(p, "q1.csv")
-    agg = aggregate_q1(q1)
+    agg = aggregate_across(p, "q1.csv", ("dataset", "arch", "feature_set", "mode", "classifier", "t"), "fold_seed")
     pops = [(pop.dataset, pop.arch) for pop in p.populations
             if ((agg["dataset"] == pop.dataset) & (agg["arch"] == pop.arch)).any()]
     fsets = [fs for fs in ("deg", "evec") if (agg["feature_set"] == fs).any()]
@@ -258,7 +272,7 @@ def fig3(profile: Profile | str) -> plt.Figure:
                     ax.set_xlabel("")
                 if j:
                     ax.set_ylabel("")
-        _legend(fig, curve=(agg["feature_set"] == "learning-curve").any())
+        _legend(fig, curve=(agg["feature_set"] == "learning-curve").any(), replicates=p.replicates > 1)
     save_figure(fig, p.name, "fig3")
     return fig
 
@@ -284,9 +298,11 @@ def fig4(profile: Profile | str) -> plt.Figure:
     over seeds); the dotted line is the majority-class rate of the test population; crosses mark
     points where some seed predicted a single class.
     """
+    from .replicates import aggregate_across
+
     p = as_profile(profile)
     q2 = files.read_table(p, "q2.csv")
-    agg = aggregate_q1(q2, by=("transfer", "feature_set", "mode", "classifier", "t"), seed_col="seed")
+    agg = aggregate_across(p, "q2.csv", ("transfer", "feature_set", "mode", "classifier", "t"), "seed")
     order = [t.name for t in p.transfers if (agg["transfer"] == t.name).any()]
     order += sorted(set(agg["transfer"]) - set(order))
     fsets = [fs for fs in ("deg", "evec", "deg-sa", "evec-sa") if (agg["feature_set"] == fs).any()]
@@ -319,7 +335,7 @@ def fig4(profile: Profile | str) -> plt.Figure:
                 if i < len(fsets) - 1:
                     ax.set_xlabel("")
                 ax.set_ylabel(f"{label}\naccuracy" if j == 0 else "")
-        _legend(fig, majority=q1 is not None or "n_high_test" in q2.columns,
+        _legend(fig, majority=q1 is not None or "n_high_test" in q2.columns, replicates=p.replicates > 1,
                 curve=(agg["feature_set"] == "learning-curve").any())
     save_figure(fig, p.name, "fig4")
     return fig

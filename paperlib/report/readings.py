@@ -43,11 +43,11 @@ def _verdict(n_yes: int, n: int) -> str:
 
 
 def _sig(r: pd.Series, b: str) -> int:
-    """+1 / -1 / 0: significantly above / below / not different from baseline ``b``."""
-    p, d = r.get(f"vs_{b}_p", np.nan), r.get(f"vs_{b}_diff", np.nan)
-    if p is None or not np.isfinite(p) or p >= ALPHA:
-        return 0
-    return 1 if d > 0 else -1
+    """+1 / -1 / 0: significantly above / below / not different from baseline ``b``, by the mark rule of
+    :mod:`paperlib.report.replicates` (significant in every population replicate, in one direction)."""
+    from .replicates import mark_direction
+
+    return mark_direction(r, b, ALPHA)
 
 
 def q1_reading(profile: Profile | str) -> str:
@@ -60,8 +60,11 @@ def q1_reading(profile: Profile | str) -> str:
     cells = t2.groupby(["dataset", "arch", "classifier"], sort=False)
     n_cells = cells.ngroups
     const = t2[t2["n_single_class"].fillna(0) > 0]
-    lines.append(f"Table 2 of profile '{p.name}': {n_cells} columns x classifiers. Significance: corrected resampled "
-                 f"t-test over fold seeds x folds, p < {ALPHA}.")
+    from .replicates import MARK_RULE
+
+    n_rep = int(t2["n_replicates"].max()) if "n_replicates" in t2 and t2["n_replicates"].notna().any() else 1
+    lines.append(f"Table 2 of profile '{p.name}': {n_cells} columns x classifiers, {n_rep} population replicate(s). "
+                 f"Significance: {MARK_RULE}; only such marks enter the readings below.")
     if len(const):
         lines.append(f"Single-class predictors (not results): {len(const)} cell(s): "
                      + ", ".join(f"{r['arch']}/{CLASSIFIER_LABELS.get(r['classifier'], r['classifier'])}/"
@@ -119,39 +122,60 @@ def q1_reading(profile: Profile | str) -> str:
 
 
 def q2_reading(profile: Profile | str) -> str:
-    """What holds and what does not in Q2 of this run (last t of each transfer), from ``q2.csv``."""
+    """What holds and what does not in Q2 (last t of each transfer), from ``q2.csv`` of every replicate.
+
+    'Above chance' follows the mark rule of :mod:`paperlib.report.replicates`: it must hold in every
+    population replicate (each replicate's mean minus its spread over seeds above that replicate's
+    majority rate, no single-class seed). The numbers shown are the means over replicates.
+    """
     p = as_profile(profile)
-    q2 = files.read_table(p, "q2.csv")
+    q2s = [files.read_table(rp, "q2.csv") for rp in p.replicate_profiles()]
+    q2 = q2s[0]
     if len(q2) == 0:
         reasons = files.skipped_reasons(p, "q2")
         return "No transfer could be evaluated: " + ("; ".join(f"{a}: {r}" for a, r in reasons.items())
                                                      or "q2.csv is empty") + "."
-    q2["accuracy"] = as_fraction(q2["accuracy"])
-    lines = [f"Q2 of profile '{p.name}', at the last t of each transfer, plain mode, mean ± std over seeds. "
-             "'Above chance' = mean minus std above the test population's majority rate, no single-class seed."]
+    for q in q2s:
+        q["accuracy"] = as_fraction(q["accuracy"])
+    n_rep = len(q2s)
+    lines = [f"Q2 of profile '{p.name}', at the last t of each transfer, plain mode, mean ± std over seeds"
+             + (f" (means over {n_rep} population replicates; rep. ±: spread between them)" if n_rep > 1 else "")
+             + ". 'Above chance' = mean minus std above the test population's majority rate, no single-class seed"
+             + (", in every replicate." if n_rep > 1 else ".")]
     verdicts = {"paper": [0, 0], "size-aware": [0, 0]}
     for name in [t.name for t in p.transfers if (q2["transfer"] == t.name).any()]:
-        sub = q2[(q2["transfer"] == name) & (q2["mode"] == "plain")]
-        t_last = int(sub["t"].max())
-        at = sub[sub["t"] == t_last]
-        maj = float(at["majority_accuracy"].mean()) if "majority_accuracy" in at else float("nan")
+        ats = []
+        for q in q2s:
+            sub = q[(q["transfer"] == name) & (q["mode"] == "plain")]
+            ats.append(sub[sub["t"] == sub["t"].max()] if len(sub) else sub)
+        at = ats[0]
+        t_last = int(at["t"].max())
+        majs = [float(a["majority_accuracy"].mean()) if "majority_accuracy" in a and len(a) else float("nan")
+                for a in ats]
         lines.append(f"\n{name}: {at['train_archs'].iloc[0]} -> {at['test_arch'].iloc[0]}, t={t_last}, "
-                     f"majority rate {maj:.2f}")
+                     f"majority rate {np.nanmean(majs):.2f}")
         for fs in ("deg", "evec", "deg-sa", "evec-sa", "learning-curve"):
             for clf in p.classifiers:
-                g = at[(at["feature_set"] == fs) & (at["classifier"] == clf)]
-                if not len(g):
+                gs = [(a[(a["feature_set"] == fs) & (a["classifier"] == clf)], maj) for a, maj in zip(ats, majs)]
+                gs = [(g, maj) for g, maj in gs if len(g)]
+                if not gs:
                     continue
-                m, s = g["accuracy"].mean(), g["accuracy"].std(ddof=1) if len(g) > 1 else 0.0
-                n_const = int(g["single_class"].sum())
-                ok = (m - s > maj) and n_const == 0
+                ms = [g["accuracy"].mean() for g, _ in gs]
+                ss = [g["accuracy"].std(ddof=1) if len(g) > 1 else 0.0 for g, _ in gs]
+                n_const = sum(int(g["single_class"].sum()) for g, _ in gs)
+                n_rows = sum(len(g) for g, _ in gs)
+                ok = len(gs) == n_rep and all((m - sd > maj) and not g["single_class"].any()
+                                              for (g, maj), m, sd in zip(gs, ms, ss))
+                m, sd = float(np.mean(ms)), float(np.mean(ss))
                 kind = "size-aware" if fs.endswith("-sa") else ("paper" if fs in ("deg", "evec") else None)
                 if kind:
                     verdicts[kind][0] += ok
                     verdicts[kind][1] += 1
-                lines.append(f"  {FEATURE_LABELS.get(fs, fs):<38s} {CLASSIFIER_LABELS.get(clf, clf)} {m:.2f} ± {s:.2f}"
-                             + (f", balanced {g['balanced_accuracy'].mean():.2f}" if "balanced_accuracy" in g else "")
-                             + (f" [single class in {n_const}/{len(g)} seeds: not a result]" if n_const else "")
+                bal = [g["balanced_accuracy"].mean() for g, _ in gs if "balanced_accuracy" in g]
+                lines.append(f"  {FEATURE_LABELS.get(fs, fs):<38s} {CLASSIFIER_LABELS.get(clf, clf)} {m:.2f} ± {sd:.2f}"
+                             + (f" (rep. ± {np.std(ms, ddof=1):.2f})" if len(ms) > 1 else "")
+                             + (f", balanced {np.mean(bal):.2f}" if bal else "")
+                             + (f" [single class in {n_const}/{n_rows} seeds: not a result]" if n_const else "")
                              + (" above chance" if ok else " not above chance"))
     lines += ["",
               f"The paper's claims \"{claim('q2_deeper')}\" and \"{claim('q2_older')}\": "

@@ -157,14 +157,39 @@ def table1_display(t1: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def mark_best(frame: pd.DataFrame, value: str, within: Sequence[str], tol: float = 1e-12) -> pd.Series:
+    """Boolean Series: the row(s) with the largest ``value`` within each group of ``within``.
+
+    Ties (within ``tol``) are all marked; missing values are never marked.
+    """
+    best = frame.groupby(list(within), dropna=False)[value].transform("max")
+    return (frame[value].notna() & (frame[value] >= best - tol)).astype(bool)
+
+
+def mark_direction(r: pd.Series, b: str, alpha: float = 0.05) -> int:
+    """+1 / -1 / 0: the method is above / below / not different from baseline ``b`` by the mark rule of
+    :mod:`paperlib.report.replicates`.
+
+    ``vs_<b>_p`` below ``alpha`` (the largest p over the replicates in a combined table), and, where the
+    row has ``vs_<b>_agree``, the same direction in every replicate.
+    """
+    p, d = r.get(f"vs_{b}_p", np.nan), r.get(f"vs_{b}_diff", np.nan)
+    agree = r.get(f"vs_{b}_agree", True)
+    if p is None or not np.isfinite(p) or p >= alpha or d is None or not np.isfinite(d) or d == 0:
+        return 0
+    if agree is not None and not (isinstance(agree, float) and np.isnan(agree)) and not bool(agree):
+        return 0
+    return 1 if d > 0 else -1
+
+
 def significance_marks(r: pd.Series, alpha: float = 0.05) -> str:
-    """``">Wl <LC"``: the baselines a method beats (>) or loses to (<) significantly in its Table 2 cell."""
+    """``">Wl <LC"``: the baselines a method beats (>) or loses to (<) significantly in its Table 2 cell,
+    by the mark rule of :mod:`paperlib.report.replicates` (significant in every replicate, one direction)."""
     marks = []
     for b in PAIRED_BASELINES:
-        short = SHORT_LABELS[b]
-        p, d = r.get(f"vs_{b}_p", np.nan), r.get(f"vs_{b}_diff", np.nan)
-        if p is not None and np.isfinite(p) and p < alpha and d != 0:
-            marks.append((">" if d > 0 else "<") + short)
+        direction = mark_direction(r, b, alpha)
+        if direction:
+            marks.append((">" if direction > 0 else "<") + SHORT_LABELS[b])
     return " ".join(marks)
 
 
@@ -250,6 +275,9 @@ def _cell(r: pd.Series | None) -> str:
     text = fmt_mean_std(r["accuracy_mean"], r["accuracy_std"])
     if text == "–":
         return text
+    rep = r.get("replicate_std", np.nan)
+    if rep is not None and np.isfinite(rep):  # the spread between population replicates, apart from the folds'
+        text += f" (rep. ± {rep:.2f})"
     marks = significance_marks(r)
     if marks:
         text += f" {marks}"

@@ -24,8 +24,8 @@ from ..evaluate.stats import aggregate_q1
 from ..files import PAIRED_BASELINES, TABLE1_COLUMNS, TABLE2_COLUMNS, update_metrics
 from ..profiles import as_profile
 from ..profile_types import Profile
-from .render import FEATURE_LABELS, CLASSIFIER_LABELS, _ordered, significance_marks, table1_display, table2_display, \
-    write_table_files
+from .render import FEATURE_LABELS, CLASSIFIER_LABELS, _ordered, mark_best, significance_marks, table1_display, \
+    table2_display, write_table_files
 
 #: Paired comparisons of Table 2: (method, the baselines it is tested against).
 COMPARISONS: dict[str, tuple[str, ...]] = {
@@ -115,6 +115,19 @@ def write_table1(profile: Profile | str, runs_df: pd.DataFrame | None = None) ->
     return t1
 
 
+def write_table1_pooled(profile: Profile) -> pd.DataFrame:
+    """Table 1 over the networks of every replicate (``results/<profile>/table1_pooled.{csv,md,tex}``)."""
+    from .replicates import pooled_runs
+
+    t1 = table1_frame(profile, pooled_runs(profile))
+    write_table_files(profile.name, "table1_pooled", t1, table1_display(t1),
+                      caption=f"Table 1, pooled. The networks of all {profile.replicates} population replicate(s) "
+                              f"of profile '{profile.name}' (replicate r trains the same grid with seeds derived "
+                              "from r); each replicate's own Table 1 is table1.md in its folder.",
+                      notes=["Ranges are over networks that finished; diverged networks are counted apart."])
+    return t1
+
+
 # --------------------------------------------------------------------------- Table 2
 
 
@@ -159,15 +172,6 @@ def paired_tests(q1: pd.DataFrame, dataset: str, arch: str, classifier: str, t: 
                 tests[(a, b)] = corrected_resampled_ttest(np.concatenate(diffs), float(np.mean(np.concatenate(n_tr))),
                                                           float(np.mean(np.concatenate(n_te))))
     return tests
-
-
-def mark_best(frame: pd.DataFrame, value: str, within: Sequence[str], tol: float = 1e-12) -> pd.Series:
-    """Boolean Series: the row(s) with the largest ``value`` within each group of ``within``.
-
-    Ties (within ``tol``) are all marked; missing values are never marked.
-    """
-    best = frame.groupby(list(within), dropna=False)[value].transform("max")
-    return (frame[value].notna() & (frame[value] >= best - tol)).astype(bool)
 
 
 def table2_frame(profile: Profile | str, q1: pd.DataFrame, mode: str = "plain") -> pd.DataFrame:
@@ -243,29 +247,44 @@ def missing_archs(profile: Profile | str, frame: pd.DataFrame, experiment: str =
 def write_table2(profile: Profile | str, mode: str = "plain") -> pd.DataFrame:
     """Write Table 2 (``results/<profile>/table2.{csv,md,tex}``) from ``q1.csv``; return its tidy frame.
 
-    Also records the table's headline numbers in ``results/<profile>/metrics.json`` (section
-    ``table2``). See :func:`table2_frame` for what each cell holds.
+    Across the profile's population replicates (:mod:`paperlib.report.replicates`): each replicate's
+    :func:`table2_frame` from its own ``q1.csv``, combined by
+    :func:`paperlib.report.replicates.combine_table2` (mean over replicates, fold spread and replicate
+    spread apart, marks only where they hold in every replicate); the noise floor goes to
+    ``noise_floor.csv``. Also records the table's headline numbers in ``results/<profile>/metrics.json``
+    (section ``table2``).
     """
+    from .replicates import MARK_RULE, combine_table2, write_noise_floor
+
     p = as_profile(profile)
-    q1 = files.read_table(p, "q1.csv")
+    reps = p.replicate_profiles()
+    q1s = [files.read_table(rp, "q1.csv") for rp in reps]
+    q1 = q1s[0]
     missing = missing_archs(p, q1)
-    if len(q1) == 0:
-        raise ValueError(f"q1.csv of profile {p.name!r} has no rows, so there is no Table 2: "
-                         + "; ".join(f"{a}: {r}" for a, r in missing.items()))
-    t2 = table2_frame(p, q1, mode=mode)
+    for rp, q in zip(reps, q1s):
+        if len(q) == 0:
+            raise ValueError(f"q1.csv of profile {rp.name!r} has no rows, so there is no Table 2: "
+                             + "; ".join(f"{a}: {r}" for a, r in missing_archs(rp, q).items()))
+    frames = [table2_frame(rp, q, mode=mode) for rp, q in zip(reps, q1s)]
+    t2 = combine_table2(frames)[TABLE2_COLUMNS]
+    write_noise_floor(p, frames, t2)
     display, bold = table2_display(t2)
-    n_seeds = int(t2["n_seeds"].max()) if len(t2) else 0
+    n_seeds = int(max(f["n_seeds"].max() for f in frames)) if len(t2) else 0
+    rep_note = (f"; the mean over {len(reps)} population replicates (the same grid retrained with seeds derived "
+                "from the replicate), the ± the fold-seed spread averaged over them, and `(rep. ± s)` the standard "
+                "deviation between the replicates' means (noise_floor.md: how far a cell moves between replicates)"
+                if len(reps) > 1 else "; one population replicate (the spread between retrained populations is "
+                "not measured: see noise_floor.md)")
     notes = [
         f"Ours: classification accuracy (high/low final accuracy) at the last epoch t of each architecture, "
         f"mean ± standard deviation over {n_seeds} fold seeds of stratified, configuration-grouped "
-        f"{p.n_folds}-fold cross-validation; "
+        f"{p.n_folds}-fold cross-validation{rep_note}; "
         f"signature mode: {mode}{' (per cell, the mode with the highest mean)' if mode == 'best' else ''}.",
         "Bold: the best mean of each column within a classifier's block (never a single-class predictor). "
         "`[1 class k/n]`: in k of the n fold seeds the classifier predicted one class for every network "
         "(a constant predictor: compare with the majority-class row, it is not a result).",
         "`>Wl`, `<LC`, ...: Ours (or learning curve + Ours) is significantly above (>) or below (<) that "
-        "baseline in this column: corrected resampled t-test (Nadeau & Bengio, 2003) over the per-fold "
-        "accuracies of all fold seeds, two-sided, p < 0.05. Wl/What/W' = B_Wl/B_What/B_Wprime, LC = learning curve.",
+        f"baseline in this column: {MARK_RULE} (two-sided). Wl/What/W' = B_Wl/B_What/B_Wprime, LC = learning curve.",
         "Folds are grouped by configuration (seed twins in one fold) and only networks still training at t "
         "are evaluated (`n_decided` in table2.csv counts those left out).",
         published.claim("table2_reporting") + " Its t differs from ours.",
