@@ -189,3 +189,12 @@ def test_zoo_layout_round_trip(tmp_path, no_system, monkeypatch):
         for k in ("epochs", "deg", "evec", "finite"):  # the rest are timings
             assert np.array_equal(a[k], b[k]), k
     smallcnnzoo._CACHE.clear()
+
+
+def test_command_checks_the_files_and_names_what_is_missing(tmp_path, no_system, monkeypatch, capsys):
+    monkeypatch.setattr(fm, "apt_install", lambda: False)  # --setup must not install anything in a test
+    assert fm.main(["--root", str(tmp_path), "--setup"]) == 2
+    assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().err
+    write_fashion(tmp_path / "FashionMNIST" / "raw", gz=False)
+    assert fm.main(["--root", str(tmp_path)]) == 2  # files of our own: the checksums fail, by name
+    assert "train-images-idx3-ubyte: SHA-256" in capsys.readouterr().err

@@ -238,15 +238,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .data import DatasetNotFoundError
 
-    if args.download:
-        print(f"downloaded into {download(args.root)}")
     try:
-        found = find(args.root)
-    except DatasetNotFoundError:
-        if not (args.setup and apt_install()):
-            raise
-        found = find(args.root)
-    try:
+        if args.download:
+            print(f"downloaded into {download(args.root)}")
+        try:
+            found = find(args.root)
+        except DatasetNotFoundError:
+            if not (args.setup and apt_install()):
+                raise
+            found = find(args.root)
         x_tr, _, x_te, _ = _load(str(Path(args.root) if args.root else paths.data_root()), True)
     except DatasetNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -257,10 +257,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .data import DatasetNotFoundError
-
-    try:
-        sys.exit(main())
-    except DatasetNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main())
