@@ -33,13 +33,16 @@ shapes are kept exactly.
 
 The zoo-style population ``SmallCNN-zoo`` (model ``small-cnn-zoo``, :class:`paperlib.train.zoo.SmallCNN`:
 three 3x3 convolutions of 16 filters at stride 2, ReLU, global average pooling, dense 10; 4,970
-parameters) over the Small CNN Zoo's ranges as far as the trainer's specification reaches: learning
-rates log-spaced over the zoo's range [5e-4, 5e-2] (8 values), dropout over its range [0, 0.7]
-(4 values), optimizers SGD (momentum 0.9) and Adam (2): 64 networks. The zoo also drew L2
-strength, weight initialisation and fraction of training data per network and trained 86 epochs at
-batch 512 (:data:`paperlib.train.zoo_export.ZOO_DISTRIBUTIONS`); those need fields a run's
-specification does not have yet, and are not varied here. Its snapshots are exported in the
-zoo's own files by ``python -m paperlib.train.zoo_export`` (see there).
+parameters): 64 networks whose hyperparameters are drawn independently, the zoo's way (random
+search, not a grid), from :data:`ZOO_DISTRIBUTIONS` by :class:`ZooDraws`, as far as a run's
+specification reaches: the optimizer, the learning rate, the dropout, the weight initialisation
+and its standard deviation (``model_kwargs`` ``w_init``, ``init_std``), and the fraction of the
+profile's training images (the run's ``train_limit``; stratified like every subset). Not drawn:
+the L2 strength (a run's specification has no weight decay besides Adam's fixed 1e-4, the
+authors'), RMSProp and plain SGD (the trainer has SGD with momentum 0.9 and Adam), the
+activation (ReLU only: one population, one graph). Batch and epochs are the profile's, not the
+zoo's 512 and 86. Its snapshots are exported in the zoo's own files by
+``python -m paperlib.train.zoo_export`` (see there).
 
 ``fmnist-full``: for a GPU or a cluster. All 60,000 training images, full widths (1; LeNet-x2 2),
 the paper's grid (learning rates {3, 3.5} x 1e-6..1e-1, dropout 0.0..0.9: 120 networks) and epochs
@@ -49,17 +52,82 @@ ResNet depths 32 and 44, the same threshold rule.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from .profile_types import Grid, Population, Profile, Transfer
 
+#: The Small CNN Zoo's draws per network, as we read their paper (Unterthiner et al. 2020, arXiv
+#: 2002.11448, Sec. 3) and the flags of their ``train_network.py``; the ranges are not confirmed
+#: from a file of theirs (the ``config.*`` columns of a released ``metrics.csv.gz`` are the ground
+#: truth). ``w_init``: the Keras initialisers :data:`paperlib.train.zoo.KERAS_INITS` implements.
+ZOO_DISTRIBUTIONS: dict[str, Any] = {
+    "optimizer": ("sgd", "adam"),  # theirs: adam, rmsprop, sgd; ours: the trainer's two
+    "learning_rate": ("log-uniform", 5e-4, 5e-2),
+    "dropout": ("uniform", 0.0, 0.7),
+    "w_init": ("he_normal", "glorot_normal", "glorot_uniform", "random_normal", "truncated_normal"),
+    "init_std": ("log-uniform", 1e-3, 0.5),
+    "train_fraction": (0.1, 0.25, 0.5, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class ZooDraws(Grid):
+    """``n`` networks with hyperparameters drawn from :data:`ZOO_DISTRIBUTIONS` (not a Cartesian grid).
+
+    ``lrs`` and ``dropouts`` hold the ends of the ranges drawn from, ``optimizers`` the choices;
+    network ``i`` draws from ``numpy.random.default_rng([draw_seed, i])`` (so the first networks
+    do not depend on ``n``) and is trained with seed ``i``. :meth:`specs` is what
+    :func:`paperlib.train.trainer.population_specs` uses for such a population.
+    """
+
+    n: int = 64
+    draw_seed: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.n
+
+    def draws(self, train_images: int) -> list[dict[str, Any]]:
+        """The hyperparameters of every network; ``train_images``: the profile's training set size."""
+        import numpy as np
+
+        out = []
+        for i in range(self.n):
+            rng = np.random.default_rng([self.draw_seed, i])
+            lr = float(f"{np.exp(rng.uniform(np.log(self.lrs[0]), np.log(self.lrs[-1]))):.3g}")
+            dropout = round(float(rng.uniform(self.dropouts[0], self.dropouts[-1])), 3)
+            optimizer = str(rng.choice(self.optimizers))
+            w_init = str(rng.choice(ZOO_DISTRIBUTIONS["w_init"]))
+            lo, hi = ZOO_DISTRIBUTIONS["init_std"][1:]
+            init_std = float(f"{np.exp(rng.uniform(np.log(lo), np.log(hi))):.3g}")
+            fraction = float(rng.choice(ZOO_DISTRIBUTIONS["train_fraction"]))
+            out.append({"lr": lr, "dropout": dropout, "optimizer": optimizer, "w_init": w_init, "init_std": init_std,
+                        "train_fraction": fraction, "train_limit": max(10, int(round(fraction * train_images / 10)) * 10)})
+        return out
+
+    def specs(self, profile: Profile, pop: Population) -> list[dict[str, Any]]:
+        """The run specifications: :func:`paperlib.train.trainer.run_spec` with the draws filled in."""
+        from .train.trainer import run_spec
+
+        out = []
+        for i, d in enumerate(self.draws(profile.train_limit or FULL_TRAIN)):
+            spec = run_spec(profile, pop, d["lr"], d["dropout"], i, d["optimizer"])
+            spec["model_kwargs"] = {**spec["model_kwargs"], "w_init": d["w_init"], "init_std": d["init_std"]}
+            spec["train_limit"] = None if d["train_limit"] >= FULL_TRAIN else d["train_limit"]
+            out.append(spec)
+        return out
+
+
+FULL_TRAIN = 60_000  # Fashion-MNIST's training images
 FMNIST_TRAIN = 2_000  # 200 per class; see the module docstring and the sizing measurement
 FMNIST_THRESHOLD = 50.0  # the rule: halfway from chance (10%) to perfect, for every population
 DATASET = "fashion-mnist"
 
 _LRS = tuple(float(f"{10 ** (-4 + 3.5 * i / 15):.3g}") for i in range(16))
 _GRID = Grid(lrs=_LRS, dropouts=(0.0, 0.25, 0.5, 0.75), seeds=(0,))
-#: the Small CNN Zoo's learning-rate range (log-uniform 5e-4..5e-2) and dropout range (0..0.7), on a grid
-_ZOO_LRS = tuple(float(f"{5e-4 * 100 ** (i / 7):.3g}") for i in range(8))
-_ZOO_GRID = Grid(lrs=_ZOO_LRS, dropouts=(0.0, 0.233, 0.467, 0.7), seeds=(0,), optimizers=("sgd", "adam"))
+_ZOO_GRID = ZooDraws(lrs=ZOO_DISTRIBUTIONS["learning_rate"][1:], dropouts=ZOO_DISTRIBUTIONS["dropout"][1:],
+                     seeds=tuple(range(64)), optimizers=ZOO_DISTRIBUTIONS["optimizer"], n=64)
 ZOO_KWARGS = {"stride": 2, "activation": "relu"}
 
 FMNIST = Profile(

@@ -159,8 +159,7 @@ def test_zoo_layout_round_trip(tmp_path, no_system, monkeypatch):
     pop = P.population("SmallCNN-zoo")
     store = RunStore(tmp_path / "runs")
     runs = []
-    for lr, opt in ((0.05, "sgd"), (0.01, "adam")):
-        spec = trainer.run_spec(P, pop, lr, 0.2, 0, opt)
+    for spec in trainer.population_specs(P, pop)[:2]:  # two of the zoo-style draws
         trainer.train_run(store.root, spec, progress=False)
         runs.append(store.run(spec))
     out, n = zoo_export.export_runs(runs, tmp_path / "zoo")
@@ -175,6 +174,7 @@ def test_zoo_layout_round_trip(tmp_path, no_system, monkeypatch):
         rec = smallcnnzoo.read_run(ref, ip)
         hist = {h["epoch"]: h["test_acc"] for h in run.meta()["history"]}
         assert rec.final_epoch == 2 and rec.hparams["optimizer"] == run.spec["optimizer"]
+        assert rec.hparams["w_init"] == run.spec["model_kwargs"]["w_init"] and rec.hparams["lr"] == run.spec["lr"]
         for e in (0, 1, 2):
             assert rec.accuracy[e] == pytest.approx(hist[e], abs=1e-9)
             back, orig = rec.weights[e](), run.load_snapshot(e)
@@ -198,3 +198,30 @@ def test_command_checks_the_files_and_names_what_is_missing(tmp_path, no_system,
     write_fashion(tmp_path / "FashionMNIST" / "raw", gz=False)
     assert fm.main(["--root", str(tmp_path)]) == 2  # files of our own: the checksums fail, by name
     assert "train-images-idx3-ubyte: SHA-256" in capsys.readouterr().err
+
+
+def test_zoo_draws_and_keras_initialisers():
+    """The zoo-style population: 64 networks drawn inside the zoo's ranges, each its own run; the
+    initialisers' spread checked by hand (He: sqrt(2 / fan_in), Glorot: sqrt(2 / (fan_in + fan_out)))."""
+    from paperlib.profiles import get_profile
+    from paperlib.profiles_fmnist import ZOO_DISTRIBUTIONS
+    from paperlib.train import trainer
+    from paperlib.train.store import spec_key
+    from paperlib.train.zoo import SmallCNN
+
+    P = get_profile("fmnist")
+    specs = trainer.population_specs(P, P.population("SmallCNN-zoo"))
+    assert len(specs) == 64 == len({spec_key(s) for s in specs})
+    assert all(5e-4 <= s["lr"] <= 5e-2 and 0 <= s["dropout"] <= 0.7 and s["optimizer"] in ("sgd", "adam") for s in specs)
+    assert {s["model_kwargs"]["w_init"] for s in specs} == set(ZOO_DISTRIBUTIONS["w_init"])
+    assert {s["train_limit"] for s in specs} == {P.train_limit * f // 1 for f in (0.1, 0.25, 0.5, 1.0)}
+    assert specs == trainer.population_specs(P, P.population("SmallCNN-zoo"))  # drawn the same every time
+    torch.manual_seed(0)
+    net = SmallCNN(filters=64, w_init="he_normal")
+    assert float(net.conv2.weight.detach().std()) == pytest.approx((2 / (9 * 64)) ** 0.5, rel=0.03)
+    assert float(net.conv2.weight.detach().abs().max()) <= 2 * (2 / (9 * 64)) ** 0.5 / 0.87962566103423978 + 1e-6
+    net = SmallCNN(filters=64, w_init="glorot_uniform")
+    assert float(net.conv2.weight.detach().abs().max()) <= (6 / (2 * 9 * 64)) ** 0.5
+    net = SmallCNN(filters=64, w_init="random_normal", init_std=0.01)
+    assert float(net.conv2.weight.detach().std()) == pytest.approx(0.01, rel=0.03)
+    assert float(net.conv2.bias.detach().abs().sum()) == 0.0

@@ -24,9 +24,8 @@ by :mod:`paperlib.sources.smallcnnzoo` (``source = "smallcnnzoo"`` in a profile 
 Every run is exported with the epochs it has (an early-stopped run fewer); a diverged run's last
 snapshot is exported as it is, non-finite values included, as the zoo keeps its NaN runs.
 
-:data:`ZOO_DISTRIBUTIONS` records the zoo's own draws per network (from its paper, Unterthiner et
-al. 2020, Sec. 3, and the flags of its ``train_network.py``), for reference and for a trainer that
-can vary them.
+``config.w_init``, ``config.init_std`` and ``config.train_fraction`` (the run's ``train_limit``
+over the 60,000 images) are written where the run drew them (:class:`paperlib.profiles_fmnist.ZooDraws`).
 """
 
 from __future__ import annotations
@@ -44,20 +43,6 @@ from ..sources.smallcnnzoo import tf_row
 from .store import Run
 
 MODEL = "small-cnn-zoo"
-#: the Small CNN Zoo's hyperparameter draws per network (their paper, Sec. 3; train_network.py's flags)
-ZOO_DISTRIBUTIONS: dict[str, Any] = {
-    "optimizer": ("adam", "rmsprop", "sgd"),
-    "learning_rate": ("log-uniform", 5e-4, 5e-2),
-    "w_init": ("constant", "random_normal", "glorot_uniform", "glorot_normal", "truncated_normal"),
-    "init_std": ("log-uniform", 1e-3, 0.5),
-    "dropout": ("uniform", 0.0, 0.7),
-    "l2reg": ("log-uniform", 1e-8, 1e-2),
-    "train_fraction": (0.1, 0.25, 0.5, 1.0),
-    "activation": ("relu", "tanh"),
-    "batchsize": 512,
-    "epochs": 86,
-    "cnn_stride": 2,
-}
 
 
 def _config(spec: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +53,8 @@ def _config(spec: dict[str, Any]) -> dict[str, Any]:
         "config.batchsize": spec["batch_size"], "config.epochs": spec["epochs"], "config.random_seed": spec["seed"],
         "config.dataset": spec["dataset"], "config.num_layers": 3, "config.num_units": 16,
         "config.dnn_architecture": "cnn",
+        **({"config.w_init": kw["w_init"], "config.init_std": kw.get("init_std", 0.05)} if "w_init" in kw else {}),
+        "config.train_fraction": (spec["train_limit"] or 60_000) / 60_000,
     }
 
 
