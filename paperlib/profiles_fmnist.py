@@ -13,10 +13,10 @@ shapes are kept exactly.
 
 ``fmnist``: on 2 cores, one population replicate of every population in at most an hour.
 
-- Populations: the paper's LeNet, AlexNet, VGG, two depths of the CIFAR ResNets (20 and 32, Q2's
+- Populations: the paper's LeNet, AlexNet, VGG, two depths of the CIFAR ResNets (8 and 14, Q2's
   "deeper"), a double-width LeNet (Q2's "wider"), and the Small CNN Zoo's network trained the
-  zoo's way (below). Widths as ``default``'s (LeNet 1, LeNet-x2 2, the others 1/4; AlexNet and VGG
-  with He initialisation, see :mod:`paperlib.train.models`).
+  zoo's way (below). Widths: LeNet 1, LeNet-x2 2, AlexNet and VGG 1/8, the ResNets 1/4 (AlexNet and
+  VGG with He initialisation, as in ``default``, see :mod:`paperlib.train.models`).
 - Data: a stratified fixed subset of :data:`FMNIST_TRAIN` training images (``train_limit``;
   :func:`paperlib.train.fashion_mnist.stratified_subset`: the same number per class, drawn once with
   seed 0), the whole test set (10,000 images) evaluated after every epoch.
@@ -27,9 +27,12 @@ shapes are kept exactly.
   test accuracy, the middle of the chance-to-perfect range for 10 classes (``default``'s rule).
   Never chosen from the classifiers' scores; where a population's final accuracies do not spread
   across it, its grid is what changes.
-- Sizing: see the ``fmnist`` section of the documentation (``benchmarks/bench_train.py
-  --profiles fmnist``): the projection is an upper bound (no early stopping) for the trainer
-  measured.
+- Sizing (``python benchmarks/bench_train.py --device cpu --profiles fmnist``, AMD EPYC, 2 cores
+  shared with other jobs, trainer version 4): seconds per epoch LeNet 3.1, AlexNet 4.3, VGG 11.1,
+  ResNet-8 7.2, ResNet-14 12.3, LeNet-x2 2.6, SmallCNN-zoo 0.7; 5.5 h in all as an upper bound (no
+  early stopping), so an hour needs a trainer about 5.5x faster. The whole test set, evaluated
+  after every epoch, is about 60% of an epoch's forward passes: fewer training images save little;
+  VGG and ResNet-14 are where to shrink next.
 
 The zoo-style population ``SmallCNN-zoo`` (model ``small-cnn-zoo``, :class:`paperlib.train.zoo.SmallCNN`:
 three 3x3 convolutions of 16 filters at stride 2, ReLU, global average pooling, dense 10; 4,970
