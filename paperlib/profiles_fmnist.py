@@ -31,8 +31,9 @@ shapes are kept exactly.
   shared with other jobs, trainer version 4): seconds per epoch LeNet 3.1, AlexNet 4.3, VGG 11.1,
   ResNet-8 7.2, ResNet-14 12.3, LeNet-x2 2.6, SmallCNN-zoo 0.7; 5.5 h in all as an upper bound (no
   early stopping), so an hour needs a trainer about 5.5x faster. The whole test set, evaluated
-  after every epoch, is about 60% of an epoch's forward passes: fewer training images save little;
-  VGG and ResNet-14 are where to shrink next.
+  after every epoch, took 67-77% of an epoch (LeNet, VGG, ResNet-14 on the real data): fewer
+  training images save little; VGG and ResNet-14 are where to shrink next. Measured under a load
+  average of 7.5-7.9 on the 2 cores, so an upper bound twice over.
 
 The zoo-style population ``SmallCNN-zoo`` (model ``small-cnn-zoo``, :class:`paperlib.train.zoo.SmallCNN`:
 three 3x3 convolutions of 16 filters at stride 2, ReLU, global average pooling, dense 10; 4,970
