@@ -1,8 +1,8 @@
 # Two commands do all set-up on a fresh machine (CPython 3.11 with pip, Linux x86-64):
-#   make reproduce [PROFILE=default|smoke|paper]   run the whole pipeline
+#   make reproduce [PROFILE=default|smoke|paper|fmnist|fmnist-full] [DOWNLOAD=1]   run the whole pipeline
 #   make test                                      run the test suite (writes only into temporary folders)
 # and more are for readers and maintainers:
-#   make verify                                    check the committed default results in minutes
+#   make verify [PROFILE=fmnist]                   check the committed results of a profile in minutes
 #   make lab                                       JupyterLab at the repository root
 #   make lock [UPGRADE=--upgrade]                  regenerate requirements-lock.txt from pyproject.toml
 #   make browser-test                              JupyterLab in headless Chromium runs notebooks (Debian packages)
@@ -43,7 +43,11 @@ endif
 
 install: $(VENV)/.installed
 
+# Fashion-MNIST profiles first find and check the data (paperlib.train.fashion_mnist): where it is missing they
+# install Debian's dataset-fashion-mnist when no password is needed; DOWNLOAD=1 fetches it with torchvision instead.
+DOWNLOAD ?=
 reproduce: $(VENV)/.installed
+	case "$(PROFILE)" in fmnist*) $(PY) -m paperlib.train.fashion_mnist --setup $(if $(filter 1,$(DOWNLOAD)),--download) ;; esac
 	$(PY) -m paperlib.pipeline --profile $(PROFILE) $(ARGS)
 	if [ "$(PROFILE)" = default ]; then $(PY) -m paperlib.report; fi
 
@@ -56,7 +60,7 @@ test: $(VENV)/.installed
 # Retrains a sample of the committed default networks, recomputes their features, reruns 04-07 from
 # the committed features in a temporary root and compares everything with the committed files.
 verify: $(VENV)/.installed
-	$(PY) -m paperlib.verify $(ARGS)
+	$(PY) -m paperlib.verify --profile $(PROFILE) $(ARGS)
 
 # The lock, from pyproject.toml (test and browser extras included), for CPython 3.11 on Linux x86-64; existing
 # pins are kept unless UPGRADE=--upgrade (or --upgrade-package NAME).

@@ -55,7 +55,7 @@ from paperlib.train import data, device as dev, trainer as train  # noqa: E402
 from paperlib.profiles import PROFILES  # noqa: E402
 
 EPOCH_SIZES = {"digits": (1437, 360), "cifar10": (50_000, 10_000),
-               "tiny-imagenet": (data.TINY_TRAIN_SAMPLE, data.TINY_TEST_SAMPLE)}
+               "tiny-imagenet": (data.TINY_TRAIN_SAMPLE, data.TINY_TEST_SAMPLE), "fashion-mnist": (60_000, 10_000)}
 QUICK_PAPER = ("LeNet", "ResNet-32")
 
 

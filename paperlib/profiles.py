@@ -19,6 +19,9 @@ the rest from here; ``make reproduce PROFILE=smoke`` selects one.
     the paper's scale: CIFAR-10 and Tiny-ImageNet, the paper's architectures and
     epochs and its Table 1 thresholds. Needs the datasets under ``PAPERLIB_DATA`` and,
     realistically, GPUs or a cluster (see ``docs/paper-scale.md``).
+``fmnist``, ``fmnist-full``
+    Fashion-MNIST: the paper's protocol on real images, and at full size;
+    defined and sized in :mod:`paperlib.profiles_fmnist`.
 
 Thresholds of ``default`` and ``smoke`` are ours (the paper has no digits setting):
 50% final test accuracy for ``default``, the middle of the chance-to-perfect range for 10
@@ -128,7 +131,9 @@ PAPER = Profile(
     ),
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, DEFAULT, PAPER)}
+from .profiles_fmnist import FMNIST, FMNIST_FULL  # noqa: E402  (Fashion-MNIST: see that module)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, DEFAULT, PAPER, FMNIST, FMNIST_FULL)}
 
 
 def _imported_profiles() -> dict[str, Profile]:

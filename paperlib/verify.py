@@ -141,6 +141,7 @@ def compare_bytes(new: Path, old: Path, name: str) -> Check:
 def _env(root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"PAPERLIB_STORE", "PAPERLIB_ROOT"}}
     env["PAPERLIB_ROOT"] = str(root)
+    env.setdefault("PAPERLIB_DATA", str(paths.data_root()))  # the datasets stay where they are (fmnist)
     env["PYTHONPATH"] = os.pathsep.join([str(paths.CODE), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep)
                                                           if p]])
     return env

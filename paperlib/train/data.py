@@ -1,4 +1,4 @@
-"""Datasets: scikit-learn's digits (bundled), CIFAR-10 and Tiny-ImageNet (from a data root).
+"""Datasets: scikit-learn's digits (bundled), CIFAR-10, Tiny-ImageNet and Fashion-MNIST (from files).
 
 ``load_dataset(name, image_size)`` returns ``(train, test)`` as ``torch.utils.data.Dataset``s
 of ``(image, label)`` pairs, images as float tensors of shape ``(C, image_size, image_size)``
@@ -22,6 +22,9 @@ with values in ``[0, 1]``.
     ``val/val_annotations.txt``. As in the paper, a fixed random sample of 50,000 training and
     5,000 validation images (the latter used as test set). Training images are augmented
     like CIFAR-10's.
+``fashion-mnist``
+    the idx files, found, checked and subset by :mod:`paperlib.train.fashion_mnist` (at 32x32 with
+    a 2-pixel zero border); not augmented, as in the public zoos trained on it.
 
 A missing or malformed dataset raises :class:`DatasetNotFoundError`, naming the path that was
 read and how to obtain the data. The root defaults to :func:`paperlib.paths.data_root`.
@@ -68,6 +71,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from .. import paths
+from . import fashion_mnist
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -99,6 +103,7 @@ DATASETS: dict[str, DatasetInfo] = _Datasets({
     "digits": DatasetInfo(in_channels=1, num_classes=10, native_size=8),
     "cifar10": DatasetInfo(in_channels=3, num_classes=10, native_size=32),
     "tiny-imagenet": DatasetInfo(in_channels=3, num_classes=200, native_size=64),
+    "fashion-mnist": DatasetInfo(in_channels=1, num_classes=10, native_size=28),
 })
 
 DIGITS_TEST_FRACTION = 0.2
@@ -106,13 +111,9 @@ SPLIT_SEED = 0  # seed of the digits train/test split and of the Tiny-ImageNet s
 TINY_TRAIN_SAMPLE = 50_000
 TINY_TEST_SAMPLE = 5_000
 
-CIFAR10_HINT = (
-    "download it once with `torchvision.datasets.CIFAR10(root, download=True)` "
-    "(or unpack https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz into the root)"
-)
-TINY_IMAGENET_HINT = (
-    "download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it into the root"
-)
+CIFAR10_HINT = ("download it once with `torchvision.datasets.CIFAR10(root, download=True)` "
+                "(or unpack https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz into the root)")
+TINY_IMAGENET_HINT = "download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it into the root"
 
 
 def load_dataset(
@@ -128,17 +129,17 @@ def load_dataset(
     Parameters
     ----------
     name
-        ``"digits"``, ``"cifar10"`` or ``"tiny-imagenet"`` (see :data:`DATASETS`).
+        ``"digits"``, ``"cifar10"``, ``"tiny-imagenet"`` or ``"fashion-mnist"`` (:data:`DATASETS`).
     image_size
         side of the square images returned.
     train_limit
         keep only the first ``train_limit`` training examples (after the fixed split or
-        sample); ``None`` keeps all.
+        sample; Fashion-MNIST: a stratified fixed subset); ``None`` keeps all.
     root
         data root for CIFAR-10 and Tiny-ImageNet; default :func:`paperlib.paths.data_root`.
     verify
-        CIFAR-10 only: check the files' MD5 checksums (``False``: only that they exist;
-        ``None``: check unless the environment sets ``PAPERLIB_VERIFY_DATA=0``).
+        CIFAR-10 (MD5) and Fashion-MNIST (SHA-256): check the files' checksums (``False``: only that
+        they exist; ``None``: check unless the environment sets ``PAPERLIB_VERIFY_DATA=0``).
 
     Returns
     -------
@@ -157,6 +158,9 @@ def load_dataset(
         train, test = _digits(image_size)
     elif name == "cifar10":
         train, test = _cifar10(root, image_size, _verify(verify))
+    elif name == "fashion-mnist":
+        xs = fashion_mnist.tensors(image_size, train_limit, root, _verify(verify))
+        train, test = (TensorDataset(_resize_bytes(x, image_size), y) for x, y in (xs[:2], xs[2:]))
     else:
         train, test = _tiny_imagenet(root, image_size)
     if train_limit is not None and train_limit < len(train):
@@ -189,8 +193,9 @@ NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None] = {
     "digits": ((0.5,), (0.5,)),  # the authors' Normalize, as for CIFAR-10
     "cifar10": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # the authors' Normalize
     "tiny-imagenet": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "fashion-mnist": ((0.5,), (0.5,)),
 }
-AUGMENT = {"digits": False, "cifar10": True, "tiny-imagenet": True}
+AUGMENT = {"digits": False, "cifar10": True, "tiny-imagenet": True, "fashion-mnist": False}
 CROP_PADDING = 4
 
 
@@ -295,9 +300,9 @@ def _to_uint8_chw(images: np.ndarray) -> torch.Tensor:
 
 
 def _resize_bytes(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear antialiased resize of a uint8 batch, kept as ``float32`` in ``[0, 1]``."""
+    """Bilinear antialiased resize of a uint8 batch, kept as ``float32`` in ``[0, 1]`` (``x / 255`` at its size)."""
     x = x.float() / 255.0
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+    return x if x.shape[-1] == size else F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
 
 
 @functools.lru_cache(maxsize=4)
@@ -311,14 +316,15 @@ def _tensors_cpu(name: str, image_size: int, train_limit: int | None, root: str,
         tr, te = _cifar10(root_p, DATASETS[name].native_size, verify)
         x_tr, y_tr = _to_uint8_chw(tr.data), torch.tensor(tr.targets, dtype=torch.int64)
         x_te, y_te = _to_uint8_chw(te.data), torch.tensor(te.targets, dtype=torch.int64)
+    elif name == "fashion-mnist":
+        x_tr, y_tr, x_te, y_te = fashion_mnist.tensors(image_size, train_limit, root_p, verify)
     else:
         tr, te = _tiny_imagenet(root_p, DATASETS[name].native_size)
         x_tr, y_tr = _decode_all(tr, root_p)
         x_te, y_te = _decode_all(te, root_p)
     if train_limit is not None and train_limit < len(y_tr):
         x_tr, y_tr = x_tr[:train_limit], y_tr[:train_limit]
-    native = DATASETS[name].native_size
-    if name != "digits" and image_size != native:
+    if name != "digits" and image_size != x_te.shape[-1]:
         x_te = _resize_bytes(x_te, image_size)
         if not AUGMENT[name]:
             x_tr = _resize_bytes(x_tr, image_size)

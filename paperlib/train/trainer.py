@@ -117,8 +117,10 @@ def run_spec(profile: Profile, pop: Population, lr: float, dropout: float, seed:
 
 
 def population_specs(profile: Profile, pop: Population) -> list[dict[str, Any]]:
-    """Specifications of every run of a population (the grid's Cartesian product)."""
+    """Specifications of every run of a population (the grid's Cartesian product, or its own draws)."""
     g = pop.grid
+    if hasattr(g, "specs"):  # hyperparameters drawn per network (paperlib.profiles_fmnist.ZooDraws)
+        return g.specs(profile, pop)
     return [run_spec(profile, pop, lr, d, s, o)
             for o in g.optimizers for lr in g.lrs for d in g.dropouts for s in g.seeds]
 

@@ -20,7 +20,9 @@ of an imported population builds its modules the way a trained one does.
     the zoo's training script), the run's activation, global average pooling, dense 10. One grey
     input channel. 4,970 parameters. The rolled graph does not depend on the stride; the unrolled
     graph does (it has one node per position), so the stride is a model argument, stated in the
-    profile, and part of the population.
+    profile, and part of the population. ``w_init`` (with ``init_std``) initialises the kernels the
+    way the zoo's Keras initialiser of that name does (:data:`KERAS_INITS`; biases 0, the zoo's
+    ``b_init``); without it, PyTorch's default initialisation (the imported zoo's weights replace it).
 
 ``activation`` (``relu``, ``tanh``, ``sigmoid``, ``gelu``, ``leakyrelu``, ``silu``, ``linear``)
     is a model argument that changes no weight; the graphs do not depend on it.
@@ -90,11 +92,29 @@ class ZooCNN(nn.Module):
         return x
 
 
+_TRUNC = 0.87962566103423978  # std of a unit normal truncated at +-2: Keras's VarianceScaling correction
+
+
+def _trunc(w: torch.Tensor, std: float) -> None:
+    nn.init.trunc_normal_(w, 0.0, std, -2 * std, 2 * std)
+
+
+#: Keras initialisers by name, on a kernel with its TensorFlow fans (conv: k*k*in, k*k*out; dense: in, out)
+KERAS_INITS: dict[str, Callable[[torch.Tensor, int, int, float], None]] = {
+    "he_normal": lambda w, fi, fo, std: _trunc(w, (2.0 / fi) ** 0.5 / _TRUNC),
+    "glorot_normal": lambda w, fi, fo, std: _trunc(w, (2.0 / (fi + fo)) ** 0.5 / _TRUNC),
+    "glorot_uniform": lambda w, fi, fo, std: nn.init.uniform_(w, -(6.0 / (fi + fo)) ** 0.5, (6.0 / (fi + fo)) ** 0.5),
+    "random_normal": lambda w, fi, fo, std: nn.init.normal_(w, 0.0, std),
+    "truncated_normal": lambda w, fi, fo, std: _trunc(w, std),
+}
+
+
 class SmallCNN(nn.Module):
     """The Small CNN Zoo's network: 3 x conv 3x3 (16, 'valid', ``stride``), global average pooling, dense."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, dropout: float = 0.0,
-                 stride: int = 2, activation_name: str = "relu", filters: int = 16):
+                 stride: int = 2, activation_name: str = "relu", filters: int = 16, w_init: str | None = None,
+                 init_std: float = 0.05):
         super().__init__()
         side = _side(_side(_side(image_size, 3, stride), 3, stride), 3, stride)
         if side < 1:
@@ -105,6 +125,15 @@ class SmallCNN(nn.Module):
         self.act = activation(activation_name)
         self.dropout = nn.Dropout(dropout)
         self.dense = nn.Linear(filters, num_classes)
+        if w_init is not None:
+            if w_init not in KERAS_INITS:
+                raise ValueError(f"SmallCNN: unknown w_init {w_init!r}; choose one of {sorted(KERAS_INITS)}")
+            with torch.no_grad():
+                for layer in (self.conv1, self.conv2, self.conv3, self.dense):
+                    w = layer.weight
+                    rf = w[0, 0].numel() if w.ndim == 4 else 1
+                    KERAS_INITS[w_init](w, w.shape[1] * rf, w.shape[0] * rf, float(init_std))
+                    layer.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.dropout(self.act(self.conv1(x)))
@@ -121,8 +150,8 @@ def _zoo(size: str) -> Callable[..., nn.Module]:
 
 
 def _small(num_classes: int = 10, in_channels: int = 1, image_size: int = 28, dropout: float = 0.0,
-           stride: int = 2, activation: str = "relu") -> nn.Module:
-    return SmallCNN(num_classes, in_channels, image_size, dropout, stride, activation)
+           stride: int = 2, activation: str = "relu", w_init: str | None = None, init_std: float = 0.05) -> nn.Module:
+    return SmallCNN(num_classes, in_channels, image_size, dropout, stride, activation, w_init=w_init, init_std=init_std)
 
 
 ZOO_MODELS: dict[str, Callable[..., nn.Module]] = {
