@@ -46,6 +46,7 @@ NOTEBOOKS = _root_or_code("notebooks")
 RESULTS = ROOT / "results"
 FIGURES = ROOT / "figures"
 PUBLISHED = _root_or_code("results/published")  # the paper's published numbers, transcribed (CSV)
+FINGERPRINTS = CODE / "results" / "fingerprints"  # primitives of the CPUs the committed results were verified on
 EXECUTED = RESULTS / "executed"  # executed notebooks, one folder per profile
 
 

@@ -241,7 +241,7 @@ def check_training(profile: str, per_arch: int, seed: int, work: Path, log: Path
     rc = _run(["-m", "paperlib.verify", "--profile", profile, "--train-keys", ",".join(keys)], root, log)
     if rc != 0:
         return [Check("training of the sample", "DIFFERENT", f"failed (exit {rc}); see {log}")], root
-    checks = []
+    checks, same = [], {}
     new_idx = _committed_runs(profile, "snapshots.csv", root / "results").drop(columns="replicate")
     old_idx = _committed_runs(profile, "snapshots.csv").drop(columns="replicate")
     for key in keys:
@@ -249,6 +249,7 @@ def check_training(profile: str, per_arch: int, seed: int, work: Path, log: Path
         b = old_idx[old_idx["key"] == key].reset_index(drop=True)
         arch = committed.loc[committed["key"] == key, "arch"].iloc[0]
         diff = _first_csv_difference(a, b)
+        same[key] = diff is None
         checks.append(Check(f"snapshots of {arch} network {key} ({len(b)} epochs)",
                             "identical" if diff is None else "DIFFERENT", diff or ""))
     new_runs = _committed_runs(profile, "runs.csv", root / "results").drop(columns="replicate")
@@ -257,7 +258,47 @@ def check_training(profile: str, per_arch: int, seed: int, work: Path, log: Path
     diff = _first_csv_difference(new_runs, old_runs)
     checks.append(Check(f"results/{profile}/runs.csv ({len(keys)} rows)", "identical" if diff is None else "DIFFERENT",
                         diff or ""))
+    checks += network_differences(profile, new_runs, old_runs, same)
     return checks, root
+
+
+def network_differences(profile: str, new_runs: pd.DataFrame, old_runs: pd.DataFrame,
+                        same: dict[str, bool]) -> list[Check]:
+    """What a retrained network that differs means for the results: its final accuracy beside the
+    committed one, whether its high/low label (the population's threshold) agrees, its stopping
+    epoch; and the counts identical / same label / other label."""
+    from .profiles import effective_profile
+
+    thresholds = {p.arch: p.threshold for p in effective_profile(profile).populations}
+    old = old_runs.set_index("key")
+    counts = {"identical": 0, "same label": 0, "other label": 0}
+    checks = []
+    for _, new in new_runs.iterrows():
+        if same.get(new["key"], False):
+            counts["identical"] += 1
+            continue
+        ref, cut = old.loc[new["key"]], thresholds[new["arch"]]
+        agree = (float(new["final_acc"]) >= cut) == (float(ref["final_acc"]) >= cut)
+        counts["same label" if agree else "other label"] += 1
+        checks.append(Check(f"network {new['key']} ({new['arch']})", "DIFFERENT",
+                            f"final accuracy {float(new['final_acc']):.4f} (committed {float(ref['final_acc']):.4f}), "
+                            f"label {'agrees' if agree else 'DIFFERS'} (threshold {cut:g}), stopped at epoch "
+                            f"{int(new['early_stop_epoch'])} (committed {int(ref['early_stop_epoch'])})"))
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items())
+    checks.append(Check(f"retrained networks: {summary}", "identical" if not checks else "DIFFERENT",
+                        "" if not checks else "the bits of this machine's training differ from the committed ones; "
+                        "where only accuracies move and labels agree, the readings are unaffected up to that spread"))
+    return checks
+
+
+def check_fingerprint() -> Check:
+    """This CPU's primitives against the records of the CPUs the committed results were verified on."""
+    from . import fingerprint
+
+    text, ok = fingerprint.report(fingerprint.fingerprint(), fingerprint.records())
+    print(text, flush=True)
+    return Check(f"fingerprint of this CPU against {len(fingerprint.records())} records in results/fingerprints/",
+                 "identical" if ok else "DIFFERENT", "" if ok else "a primitive the project relies on differs (above)")
 
 
 def check_features(profile: str, root: Path, log: Path) -> list[Check]:
@@ -373,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{(lock.sha256() or 'missing')[:12]} (installed matches: {lock.status()['installed_matches']})"]
     checks: list[Check] = []
     try:
+        print("[0/3] this CPU's numeric primitives against the recorded CPUs ...", flush=True)
+        checks.append(check_fingerprint())
         if not a.skip_training:
             print(f"[1/3] retraining {a.per_arch} networks per architecture (seed {seed}) ...", flush=True)
             found, root = check_training(a.profile, a.per_arch, seed, work, log)

@@ -27,6 +27,29 @@ def _verify(root, *args):
                           text=True, timeout=900)
 
 
+def _runs(rows):
+    return pd.DataFrame(rows, columns=["key", "arch", "final_acc", "early_stop_epoch"])
+
+
+def test_a_differing_network_is_reported_with_its_accuracy_label_and_stopping_epoch():
+    """Hand case on the smoke profile's LeNet (threshold 30): one identical network, one that moved
+    within its class, one that crossed the threshold."""
+    from paperlib import profiles, verify
+
+    cut = next(p.threshold for p in profiles.get_profile("smoke").populations if p.arch == "LeNet")
+    assert cut == 30.0
+    old = _runs([("a", "LeNet", 80.0, 12), ("b", "LeNet", 75.0, 12), ("c", "LeNet", 31.0, 14)])
+    new = _runs([("a", "LeNet", 80.0, 12), ("b", "LeNet", 70.5, 13), ("c", "LeNet", 29.5, 11)])
+    checks = verify.network_differences("smoke", new, old, {"a": True, "b": False, "c": False})
+    lines = [f"{c.verdict} {c.what}: {c.detail}" for c in checks]
+    assert len(checks) == 3 and not any(c.ok for c in checks), lines
+    assert "final accuracy 70.5000 (committed 75.0000), label agrees (threshold 30), stopped at epoch 13 " \
+           "(committed 12)" in lines[0]
+    assert "label DIFFERS" in lines[1] and "stopped at epoch 11 (committed 14)" in lines[1]
+    assert "1 identical, 1 same label, 1 other label" in lines[2]
+    assert verify.network_differences("smoke", old, old, {"a": True, "b": True, "c": True})[0].ok
+
+
 def test_compare_csv_names_the_first_differing_row_and_column(tmp_path):
     from paperlib import verify
 
@@ -73,9 +96,12 @@ def test_verify_names_an_altered_snapshot_hash_and_feature_value(smoke_pipeline,
     out = proc.stdout
     assert proc.returncode == 1, out[-3000:]
     bad = _different(out)
-    assert len(bad) == 2, out[-3000:]
+    assert len(bad) == 4, out[-3000:]
     assert any(f"features/{arch}.npz" in line and picked[0] in line and repr(name) in line for line in bad), bad
     assert any(f"network {picked[-1]}" in line and "sha256" in line for line in bad), bad
+    # what the difference means: the same final accuracy and label (only the committed hash was altered)
+    assert any(line.startswith(f"DIFFERENT network {picked[-1]}") and "label agrees" in line for line in bad), bad
+    assert any(f"{len(picked) - 1} identical, 1 same label, 0 other label" in line for line in bad), bad
     assert "identical  results/smoke/runs.csv" in out and out.count("identical  snapshots of") == len(picked) - 1
     assert np.isfinite(files.read_features(npz)[1][name][row, 1, 0]), "verify wrote into the results"
 
