@@ -40,6 +40,8 @@ def replicate_seed(seed: int, replicate: int) -> int:
         return int(seed)
     digest = hashlib.sha256(f"paperlib-replicate:{int(replicate)}:{int(seed)}".encode()).digest()
     return int.from_bytes(digest[:4], "big") % 2**31
+
+
 PRECISIONS = ("float32", "bf16")
 
 
