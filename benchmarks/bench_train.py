@@ -91,7 +91,7 @@ def time_ours(profile, pop, device: str, batches: int) -> float:
         warm = data.TensorData(pop.dataset, x[:bs], y[:bs], xt, yt, spec["image_size"]).to(tdev)
         full = data.TensorData(pop.dataset, x[bs:], y[bs:], xt, yt, spec["image_size"]).to(tdev)
         torch.manual_seed(0)
-        model = dev.portable_layers(dev.deterministic_pools(train._make_model(spec)).to(tdev), device)
+        model = dev.portable_layers(dev.deterministic_pools(train._make_model(spec)).to(tdev), device, spec["precision"])
         opt = train._make_optimizer(spec, model.parameters())
         gen = torch.Generator(device=tdev).manual_seed(0)
         train._train_epoch(model, opt, warm, bs, gen, spec["precision"])

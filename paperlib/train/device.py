@@ -30,7 +30,7 @@ deterministic algorithms
     into the original model unchanged.
 matrix products
     on the CPU of the pinned class (:mod:`paperlib.kernels`), every ``nn.Conv2d``, ``nn.Linear``
-    and ``nn.Dropout`` of a training run computes through :mod:`paperlib.blas`
+    and ``nn.Dropout`` of a ``float32`` training run computes through :mod:`paperlib.blas`
     (:func:`portable_layers`): all GEMMs on numpy's pinned OpenBLAS, with ``threads`` BLAS
     threads, so the bits do not depend on the CPU's vendor or model. oneDNN, NNPACK and MKL
     (which follows the vendor) do no arithmetic of a run. Elsewhere (a GPU,
@@ -102,19 +102,20 @@ def deterministic_pools(model: nn.Module) -> nn.Module:
     return model
 
 
-def uses_blas(device: str) -> bool:
-    """Whether a run on ``device`` computes its layers through :mod:`paperlib.blas`: the CPU of the
-    pinned class (:data:`paperlib.kernels.PINNED_CLASS`)."""
+def uses_blas(device: str, precision: str = "float32") -> bool:
+    """Whether a run computes its layers through :mod:`paperlib.blas`: ``float32`` on the CPU of the
+    pinned class (:data:`paperlib.kernels.PINNED_CLASS`). ``bf16`` runs torch's own layers under
+    ``torch.autocast`` (which does not reach custom functions): their bits follow the CPU."""
     from .. import kernels
 
-    return device == "cpu" and kernels.isa_class() == kernels.PINNED_CLASS
+    return device == "cpu" and precision == "float32" and kernels.isa_class() == kernels.PINNED_CLASS
 
 
-def portable_layers(model: nn.Module, device: str) -> nn.Module:
+def portable_layers(model: nn.Module, device: str, precision: str = "float32") -> nn.Module:
     """:func:`paperlib.blas.portable_layers` where :func:`uses_blas`; the model unchanged elsewhere."""
     from .. import blas
 
-    return blas.portable_layers(model) if uses_blas(device) else model
+    return blas.portable_layers(model) if uses_blas(device, precision) else model
 
 
 @contextlib.contextmanager

@@ -331,7 +331,8 @@ def _train(run: Run, spec: dict[str, Any], data_root: Path | str | None, progres
     tensors = data.load_tensors(spec["dataset"], spec["image_size"], spec["train_limit"], root=data_root,
                                 device=device)
     torch.manual_seed(spec["seed"])
-    model = dev.portable_layers(dev.deterministic_pools(_make_model(spec)).to(device), spec["device"])
+    model = dev.portable_layers(dev.deterministic_pools(_make_model(spec)).to(device), spec["device"],
+                               spec["precision"])
     opt = _make_optimizer(spec, model.parameters())
     gen = torch.Generator(device=device).manual_seed(spec["seed"])
     env = {**dev.environment(device), "paperlib": __version__, "device": spec["device"],
