@@ -208,3 +208,19 @@ def test_early_stopping_reading_holds_only_in_every_replicate():
     text = replicates.early_stopping_reading([a, b])
     assert "- LeNet: learning curve saves the most compute" in text  # graph saves more but fails replicate 1
     assert "graph signatures saves the most" in replicates.early_stopping_reading([a, _es(0.9, 50.0)])
+
+
+def test_the_readme_shows_the_noise_floor_beside_the_marked_effects(monkeypatch, tmp_path):
+    import pandas as pd
+    from paperlib import files as pfiles
+    from paperlib.report import blocks
+
+    nf = pd.DataFrame([{"dataset": "digits", "arch": "VGG", "n_replicates": 2, "n_cell_differences": 20,
+                        "cell_noise_median": 0.0191, "cell_noise_max": 0.088, "diff_noise_median": 0.02,
+                        "diff_noise_max": 0.1, "n_marked": 0, "marked_effect_min": float("nan"),
+                        "marked_effect_median": float("nan")}])
+    monkeypatch.setattr(pfiles, "read_table_or_none", lambda profile, name: nf if name == "noise_floor.csv" else None)
+    lines = blocks.noise_floor_at_a_glance("default", tmp_path)
+    assert "| VGG on digits | 0.019 / 0.088 | 0.020 / 0.100 | 0 | – |" in lines
+    monkeypatch.setattr(pfiles, "read_table_or_none", lambda profile, name: nf.assign(n_replicates=1))
+    assert blocks.noise_floor_at_a_glance("default", tmp_path) == []

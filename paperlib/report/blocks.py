@@ -23,6 +23,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
+import pandas as pd
+
 from .. import files, paths
 from ..profiles import PROFILES
 
@@ -149,6 +151,25 @@ def table2_at_a_glance(profile: str) -> list[str]:
     return out
 
 
+def noise_floor_at_a_glance(profile: str, base: Path) -> list[str]:
+    """How far a Table 2 cell moves between population replicates, per population, beside the marked
+    effects (from ``noise_floor.csv``); nothing with one replicate."""
+    nf = files.read_table_or_none(profile, "noise_floor.csv")
+    if nf is None or not len(nf) or int(nf["n_replicates"].max()) < 2:
+        return []
+    num = lambda v: "–" if pd.isna(v) else f"{float(v):.3f}"  # noqa: E731
+    out = [f"**Noise floor** ({int(nf['n_replicates'].max())} population replicates, "
+           f"[CSV]({link(files.result_path(profile, 'noise_floor.csv'), base)})): how far a "
+           "cell's mean accuracy moves between replicates, beside the effects Table 2 marks", "",
+           "| population | cell moves: median / max | paired differences move: median / max | marked | smallest marked effect |",
+           "|---|---|---|---|---|"]
+    for _, r in nf.iterrows():
+        out.append(f"| {r['arch']} on {r['dataset']} | {num(r['cell_noise_median'])} / {num(r['cell_noise_max'])} | "
+                   f"{num(r['diff_noise_median'])} / {num(r['diff_noise_max'])} | {int(r['n_marked'])} | "
+                   f"{num(r['marked_effect_min'])} |")
+    return out + [""]
+
+
 def _q1_verdicts(profile: str) -> list[str]:
     """The lines of :func:`paperlib.report.readings.q1_reading` that say what holds, as bullets."""
     from .readings import q1_reading
@@ -180,6 +201,7 @@ def results_at_a_glance(base: Path, profiles: Iterable[str] | None = None) -> st
         if glance:
             out += [f"**Table 2 at a glance** ([full table]({link(full, base)}#{_anchor(heading)}), "
                     f"[CSV]({link(files.result_path(profile, 'table2.csv'), base)}))", ""] + glance + [""]
+        out += noise_floor_at_a_glance(profile, base)
         for name, caption in FIGURES:
             if name in GLANCE_FIGURES:
                 out += _figure(profile, name, caption, base)
