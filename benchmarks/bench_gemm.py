@@ -118,8 +118,10 @@ def profile_step(spec: dict, tensors: data.TensorData, rows: int = 15) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="Example: python benchmarks/bench_gemm.py "
-                                 "--epochs 3", formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  python benchmarks/bench_gemm.py --epochs 3\n"
+               "  python benchmarks/bench_gemm.py --arch VGG ResNet-20 --profile-step ResNet-20")
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs per path (median printed); default 3")
     ap.add_argument("--arch", nargs="*", help="architectures of the default profile (default: all)")
     ap.add_argument("--paths", nargs="*", default=list(PATHS), choices=PATHS)

@@ -222,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m paperlib.fingerprint", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Compare this CPU's numeric primitives (hashes of their outputs on fixed inputs) with the "
                     "records of the CPUs on which the committed results were verified.",
-        epilog="Examples:\n  python -m paperlib.fingerprint\n  python -m paperlib.fingerprint --record\n"
-               "Exit status 1 when a primitive the project relies on differs from a record.")
+        epilog="Exit status 1 when a primitive the project relies on differs from a record.\n\n"
+               "examples:\n  python -m paperlib.fingerprint\n  python -m paperlib.fingerprint --record")
     ap.add_argument("--record", action="store_true", help="write this CPU's record into results/fingerprints/")
     ap.add_argument("--json", action="store_true", help="print this CPU's record as JSON")
     args = ap.parse_args(argv)

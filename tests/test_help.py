@@ -18,7 +18,8 @@ COMMANDS = {
     "paperlib.pipeline": ["-m", "paperlib.pipeline"],
     "paperlib.verify": ["-m", "paperlib.verify"],
     "paperlib.report": ["-m", "paperlib.report"],
-    **{name: [f"benchmarks/{name}.py"] for name in ("bench_features", "bench_graph", "bench_kernels", "bench_sources",
+    "paperlib.fingerprint": ["-m", "paperlib.fingerprint"],
+    **{name: [f"benchmarks/{name}.py"] for name in ("bench_features", "bench_gemm", "bench_graph", "bench_kernels", "bench_sources",
                                                     "bench_train", "gpu_check", "graph_coverage")},
 }
 MARKUP = re.compile(r"``|:(func|mod|class|data|meth|attr):`|^\s*\.\. ", re.M)
