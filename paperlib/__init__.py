@@ -7,12 +7,14 @@ only from its own stage, an earlier one, or the shared modules (``tests/test_lay
 ==================  ===========================================================
 shared
 ``kernels``         the CPU kernels numpy, scipy and torch run, pinned to one class (x86-64-v3)
+``blas``            convolutions and linear layers with every GEMM on the pinned OpenBLAS
 ``paths``           every path the project reads or writes
 ``progress``        progress bars, and the runner's side channel for them
 ``lock``            the exact environment (``requirements-lock.txt``) and whether it is installed
 ``profile_types``   the fields of a profile (plain dataclasses)
 ``profile_files``   profile files of imported populations (TOML / JSON)
 ``profiles``        smoke / default / paper, and the imported ones: plain data every notebook reads
+``profiles_fmnist`` fmnist / fmnist-full: Fashion-MNIST, and the zoo-style population's draws
 ``steps``           the pipeline declared once: every notebook, what it reads and writes
 ``files/``          every file that passes between steps: ``atomic`` writes, ``tables`` (promised
                     columns, one parser per column), ``records`` (features, metrics.json, ...)
@@ -31,6 +33,7 @@ running it
 ``pipeline/``       ``python -m paperlib.pipeline``: ``parameters``, ``inputs``, ``manifest``,
                     ``kernel``, ``runner``, ``cli``
 ``verify``          ``make verify``: the committed results retrained, recomputed and compared
+``fingerprint``     the numeric primitives of this CPU against those of the recorded CPUs
 ``notebooks``       the notebooks' headers (from ``steps``) and their JupyterLab round trip
 ``lab``             ``make lab``'s contents manager
 ==================  ===========================================================

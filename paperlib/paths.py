@@ -50,6 +50,11 @@ FINGERPRINTS = CODE / "results" / "fingerprints"  # primitives of the CPUs the c
 EXECUTED = RESULTS / "executed"  # executed notebooks, one folder per profile
 
 
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset is missing from the data root, or its files are not in the expected format
+    (raised by :mod:`paperlib.train.data` and :mod:`paperlib.train.fashion_mnist`)."""
+
+
 def data_root() -> Path:
     """Root folder of the datasets (``$PAPERLIB_DATA`` or ``<root>/data``)."""
     return Path(os.environ.get("PAPERLIB_DATA", ROOT / "data"))

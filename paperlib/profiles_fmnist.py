@@ -46,7 +46,7 @@ the L2 strength (a run's specification has no weight decay besides Adam's fixed 
 authors'), RMSProp and plain SGD (the trainer has SGD with momentum 0.9 and Adam), the
 activation (ReLU only: one population, one graph). Batch and epochs are the profile's, not the
 zoo's 512 and 86. Its snapshots are exported in the zoo's own files by
-``python -m paperlib.train.zoo_export`` (see there).
+``python -m paperlib.sources.zoo_export`` (see there).
 
 ``fmnist-full``: for a GPU or a cluster. All 60,000 training images, full widths (1; LeNet-x2 2),
 the paper's grid (learning rates {3, 3.5} x 1e-6..1e-1, dropout 0.0..0.9: 120 networks) and epochs
@@ -110,16 +110,15 @@ class ZooDraws(Grid):
                         "train_fraction": fraction, "train_limit": max(10, int(round(fraction * train_images / 10)) * 10)})
         return out
 
-    def specs(self, profile: Profile, pop: Population) -> list[dict[str, Any]]:
-        """The run specifications: :func:`paperlib.train.trainer.run_spec` with the draws filled in."""
-        from .train.trainer import run_spec
-
+    def run_fields(self, profile: Profile) -> list[dict[str, Any]]:
+        """What each network's run specification takes from its draw (plain data; the specifications
+        are built by :func:`paperlib.train.trainer.population_specs`): ``lr``, ``dropout``, ``seed``,
+        ``optimizer``, ``model_kwargs`` to add and ``train_limit``."""
         out = []
         for i, d in enumerate(self.draws(profile.train_limit or FULL_TRAIN)):
-            spec = run_spec(profile, pop, d["lr"], d["dropout"], i, d["optimizer"])
-            spec["model_kwargs"] = {**spec["model_kwargs"], "w_init": d["w_init"], "init_std": d["init_std"]}
-            spec["train_limit"] = None if d["train_limit"] >= FULL_TRAIN else d["train_limit"]
-            out.append(spec)
+            out.append({"lr": d["lr"], "dropout": d["dropout"], "seed": i, "optimizer": d["optimizer"],
+                        "model_kwargs": {"w_init": d["w_init"], "init_std": d["init_std"]},
+                        "train_limit": None if d["train_limit"] >= FULL_TRAIN else d["train_limit"]})
         return out
 
 

@@ -149,7 +149,8 @@ def test_zoo_layout_round_trip(tmp_path, no_system, monkeypatch):
     from paperlib.graph import temporal
     from paperlib.profiles import get_profile
     from paperlib.sources import smallcnnzoo
-    from paperlib.train import trainer, zoo_export
+    from paperlib.train import trainer
+    from paperlib.sources import zoo_export
     from paperlib.train.store import RunStore
 
     write_fashion(tmp_path / "data" / "FashionMNIST" / "raw", n_train=60, n_test=30)

@@ -20,8 +20,8 @@ PKG = Path(paperlib.__file__).resolve().parent
 
 #: the stages, in pipeline order; a top-level module or subpackage not named here fails the test
 STAGES: tuple[tuple[str, ...], ...] = (
-    ("paperlib", "kernels", "paths", "progress", "lock", "profile_types", "profile_files", "profiles", "steps",
-     "files"),
+    ("paperlib", "kernels", "blas", "paths", "progress", "lock", "profile_types", "profile_files", "profiles",
+     "profiles_fmnist", "steps", "files"),
     ("train",),
     ("sources",),
     ("graph",),
@@ -29,7 +29,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("evaluate",),
     ("stopping",),
     ("report",),
-    ("pipeline", "verify", "notebooks", "lab"),
+    ("pipeline", "verify", "fingerprint", "notebooks", "lab"),
 )
 #: the longest a module may be (lines)
 MAX_LINES = 500

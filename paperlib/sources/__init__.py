@@ -10,6 +10,7 @@ run store and ``runs.csv`` that ``01_train`` would have written. See ``docs/own-
 ``own``           your own runs: one folder per run (``source = "runs"``)
 ``raytune``       Ray Tune experiment folders, the Model Zoos' raw layout (``source = "raytune"``)
 ``smallcnnzoo``   the Small CNN Zoo's ``weights.npy`` / ``metrics.csv.gz`` / ``layout.csv``
+``zoo_export``    the other way: a trained population written in the Small CNN Zoo's layout
 
 The profile files themselves are read by :mod:`paperlib.profile_files` (free of torch); the zoos'
 architectures are models of ours, :mod:`paperlib.train.zoo`. Nothing is imported here.

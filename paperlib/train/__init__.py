@@ -3,9 +3,11 @@
 Modules
 -------
 ``data``
-    datasets (digits, CIFAR-10, Tiny-ImageNet), on the training device.
+    datasets (digits, CIFAR-10, Tiny-ImageNet, Fashion-MNIST), on the training device.
+``fashion_mnist``
+    Fashion-MNIST's idx files: found, checked (SHA-256), subset; the download only when asked.
 ``device``
-    device resolution (auto / cpu / cuda), deterministic settings.
+    device resolution (auto / cpu / cuda), deterministic settings, the BLAS layers of a run.
 ``models``
     the authors' LeNet, AlexNet, VGG, CIFAR ResNets, torchvision ResNets; :func:`build_model`, and
     the models of imported runs (the zoos', torchvision's, ``package.module:function``).

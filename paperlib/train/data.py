@@ -71,11 +71,8 @@ from PIL import Image
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from .. import paths
+from ..paths import DatasetNotFoundError  # noqa: F401  (raised here and by fashion_mnist; defined with the paths)
 from . import fashion_mnist
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset is missing from the data root, or its files are not in the expected format."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ Each of the four files (:data:`FILES`) may be stored raw (``train-images-idx3-ub
 (``train-images-idx3-ubyte.gz``; the raw file wins where both exist). The SHA-256 of the
 *uncompressed* bytes is checked against :data:`FILES` (Debian recompresses the ``.gz`` files, so
 their own checksums differ from upstream's); a mismatch raises
-:class:`~paperlib.train.data.DatasetNotFoundError` naming the file. The check is made once per
+:class:`~paperlib.paths.DatasetNotFoundError` naming the file. The check is made once per
 process, on the bytes that are read anyway (the decoded arrays are cached, :func:`load`);
 ``verify=False`` or ``PAPERLIB_VERIFY_DATA=0`` (tests that write idx files of their own) skip it.
 
@@ -59,7 +59,7 @@ HINT = (f"install Debian's package (`sudo apt-get install {APT_PACKAGE}`, into {
 
 
 def _error(message: str) -> Exception:
-    from .data import DatasetNotFoundError
+    from ..paths import DatasetNotFoundError
 
     return DatasetNotFoundError(message)
 
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setup", action="store_true",
                         help=f"when it is missing, install Debian's {APT_PACKAGE} if no password is needed")
     args = parser.parse_args(argv)
-    from .data import DatasetNotFoundError
+    from ..paths import DatasetNotFoundError
 
     try:
         if args.download:

@@ -119,8 +119,14 @@ def run_spec(profile: Profile, pop: Population, lr: float, dropout: float, seed:
 def population_specs(profile: Profile, pop: Population) -> list[dict[str, Any]]:
     """Specifications of every run of a population (the grid's Cartesian product, or its own draws)."""
     g = pop.grid
-    if hasattr(g, "specs"):  # hyperparameters drawn per network (paperlib.profiles_fmnist.ZooDraws)
-        return g.specs(profile, pop)
+    if hasattr(g, "run_fields"):  # hyperparameters drawn per network (paperlib.profiles_fmnist.ZooDraws)
+        out = []
+        for f in g.run_fields(profile):
+            spec = run_spec(profile, pop, f["lr"], f["dropout"], f["seed"], f["optimizer"])
+            spec["model_kwargs"] = {**spec["model_kwargs"], **f["model_kwargs"]}
+            spec["train_limit"] = f["train_limit"]
+            out.append(spec)
+        return out
     return [run_spec(profile, pop, lr, d, s, o)
             for o in g.optimizers for lr in g.lrs for d in g.dropouts for s in g.seeds]
 

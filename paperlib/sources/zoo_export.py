@@ -1,6 +1,6 @@
 """Export a trained ``small-cnn-zoo`` population in the Small CNN Zoo's own files.
 
-    python -m paperlib.train.zoo_export --profile fmnist --arch SmallCNN-zoo --out DIR
+    python -m paperlib.sources.zoo_export --profile fmnist --arch SmallCNN-zoo --out DIR
 
 writes into ``DIR`` the three files of one archive of the zoo (Unterthiner et al., 2020), read back
 by :mod:`paperlib.sources.smallcnnzoo` (``source = "smallcnnzoo"`` in a profile file):
@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 
 from .. import files, paths
-from ..sources.smallcnnzoo import tf_row
-from .store import Run
+from ..train.store import Run
+from .smallcnnzoo import tf_row
 
 MODEL = "small-cnn-zoo"
 
@@ -98,7 +98,7 @@ def export_population(profile: str, arch: str, out: Path | str) -> tuple[Path, i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m paperlib.train.zoo_export",
+    parser = argparse.ArgumentParser(prog="python -m paperlib.sources.zoo_export",
                                      description="Write a small-cnn-zoo population in the Small CNN Zoo's files.")
     parser.add_argument("--profile", default="fmnist")
     parser.add_argument("--arch", default="SmallCNN-zoo", help="the population (its display name)")
