@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import kernels, paths
+from . import files, kernels, paths
 
 SEED = 20261207
 REFERENCE = re.compile(r"^(torch\.mm|conv2d) ")
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         slug = _slug(me["cpu"])
         target = paths.FINGERPRINTS / f"{slug}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(me, indent=1) + "\n")
+        files.atomic_write_text(target, json.dumps(me, indent=1) + "\n")
         print(f"wrote {paths.relative(target)}")
     return 0 if ok else 1
 

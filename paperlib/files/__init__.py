@@ -71,6 +71,7 @@ from .tables import (  # noqa: F401
     GRAPH_SIZE_COLUMNS, FEATURE_INDEX_COLUMNS, Q1_COLUMNS, Q2_COLUMNS, SKIP_COLUMNS, Q3_COLUMNS, TABLE1_COLUMNS,
     PAIRED_BASELINES, TABLE2_COLUMNS, NOISE_FLOOR_COLUMNS, EARLY_STOPPING_COLUMNS, IMPORT_SKIPPED_COLUMNS, IMPORTED_COLUMNS, TABLES,
     result_path, write_table, timings_path, read_table, read_cells, read_table_or_none, read_source_csv,
+    write_source_csv,
     runs_path, read_runs, skipped_reasons
 )
 from .records import (  # noqa: F401

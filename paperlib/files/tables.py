@@ -315,6 +315,13 @@ def read_source_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def write_source_csv(path: Path, df: pd.DataFrame) -> Path:
+    """The other way: a CSV (``.csv.gz`` compressed) in the layout of an import source, written for
+    another tool (``paperlib.sources.zoo_export``), not a file between steps."""
+    df.to_csv(path, index=False, compression="gzip" if str(path).endswith(".gz") else None)
+    return path
+
+
 # --------------------------------------------------------------------------- the run table
 def runs_path(profile: Any) -> Path:
     """``results/<profile>/runs.csv``."""

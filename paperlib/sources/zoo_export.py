@@ -81,9 +81,9 @@ def export_runs(runs: list[Run], out: Path | str) -> tuple[Path, int]:
     if not rows:
         raise ValueError("no snapshots to export")
     np.save(out / "weights.npy", np.stack(rows).astype(np.float32))
-    pd.DataFrame(meta).to_csv(out / "metrics.csv.gz", index=False, compression="gzip")
-    pd.DataFrame([{"varname": n, "start_idx": s, "end_idx": e, "shape": str(tuple(sh))} for n, s, e, sh in layout]
-                 ).to_csv(out / "layout.csv", index=False)
+    files.write_source_csv(out / "metrics.csv.gz", pd.DataFrame(meta))
+    files.write_source_csv(out / "layout.csv", pd.DataFrame(
+        [{"varname": n, "start_idx": s, "end_idx": e, "shape": str(tuple(sh))} for n, s, e, sh in layout]))
     return out, len(rows)
 
 
