@@ -55,8 +55,9 @@ def test_a_replicate_shares_the_store_and_has_its_own_results():
     assert paths.results_dir("smoke/r1") == paths.results_dir("smoke") / "r1"
 
 
-def test_default_profile_has_two_replicates():
-    assert get_profile("default").replicates == 2 and SMOKE.replicates == 1
+def test_default_and_smoke_profiles_name_their_replicates():
+    assert get_profile("default").replicates == 1 and SMOKE.replicates == 1
+    assert get_profile("default").with_overrides(replicates=2).replicates == 2
 
 
 def _tiny(replicates: int):
