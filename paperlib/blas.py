@@ -74,7 +74,8 @@ def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) ->
         if a.shape[-1] == 0:
             out.zero_()
         else:
-            np.matmul(_np(a), _np(b), out=_np(out))
+            with np.errstate(all="ignore"):  # as torch: a diverging run gives inf and NaN silently; the trainer detects it
+                np.matmul(_np(a), _np(b), out=_np(out))
     return out
 
 

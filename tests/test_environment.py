@@ -67,6 +67,7 @@ def _env_pip_requirements() -> list[str]:
 def _imports() -> dict[str, set[str]]:
     """Top-level third-party module -> files importing it (absolute imports of paperlib, tests, benchmarks)."""
     local = {p.stem for p in (CODE / "tests").glob("*.py")} | {"paperlib"}
+    local |= {p.name for p in (CODE / "benchmarks").iterdir() if (p / "__init__.py").exists()}  # gpu_check_parts
     found: dict[str, set[str]] = {}
     for folder in ("paperlib", "tests", "benchmarks"):
         for path in (CODE / folder).rglob("*.py"):
