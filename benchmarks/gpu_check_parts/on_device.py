@@ -191,6 +191,7 @@ def part_paper_end_to_end(args: argparse.Namespace, rec: PartRecord) -> None:
         runs = call(step, f"populations.train_profile(P, networks={networks})", lambda: populations.train_profile(P, networks=networks))
         step["train_seconds"] = round(time.perf_counter() - t0, 2)
         call(step, "tables.write_table1", lambda: tables.write_table1(P, runs), optional=True)
+        call(step, "tables.write_table1_pooled", lambda: tables.write_table1_pooled(P), optional=True)
         step["runs"] = len(runs)
         step["accuracy_by_arch"] = {a: [float(g.min()), float(g.max())] for a, g in runs.groupby("arch")["final_acc"]}
         step["epoch_seconds_by_arch"] = {a: float(g.mean()) for a, g in runs.groupby("arch")["epoch_seconds"]}
