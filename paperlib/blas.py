@@ -9,18 +9,25 @@ numpy's OpenBLAS instead, whose kernels and cache blocking :mod:`paperlib.kernel
 (``OPENBLAS_CORETYPE=Haswell``, ``OPENBLAS_L2_SIZE``); the evaluation relies on the same library
 and gives the same bits on both vendors.
 
-How a convolution becomes one GEMM per pass (and is fast on small channel counts):
+How a convolution becomes one GEMM per pass:
 
-* activations are channels-last (NHWC in memory; the tensors keep their NCHW shape, so batch
-  norm, pooling and the residual additions run ATen's channels-last kernels unchanged);
-* forward: the zero-padded input is read through one strided view ``(N, Ho, Wo, kh, kw, C)``
-  and copied once into the patch matrix ``cols`` of shape ``(N*Ho*Wo, kh*kw*C)`` (no copy at all
-  for a 1x1 convolution with stride 1); the output is ``cols @ W.T``, written directly into the
-  channels-last output (no permute);
-* grad-weight: ``dY.T @ cols``; grad-input: ``dY @ W`` gives the patch gradients, added back
-  into the padded input gradient by ``kh*kw`` strided additions in a fixed order (col2im);
+* outputs are channel-major: ``(N, F, Ho, Wo)`` tensors whose memory is a contiguous
+  ``(F, N, Ho, Wo)``, so the GEMM writes them directly (no permute); ReLU, pooling and the
+  residual additions take any layout, and :class:`BatchNorm2d` is given a contiguous NCHW copy
+  (ATen's batch norm sums in an order that follows the layout);
+* forward: the input, zero-padded into channel-major memory, is copied into the patch matrix
+  ``cols`` of shape ``(g, C/g*kh*kw, N*Ho*Wo)`` by ``kh*kw`` strided copies, one per kernel offset
+  (no copy at all for a 1x1 convolution with stride 1 on a channel-major input); the output is
+  ``W @ cols``, one GEMM over the whole batch;
+* grad-weight: ``dY @ cols.T``; grad-input: for stride 1 the convolution of the padded output
+  gradient with the flipped kernel (one more GEMM), for strided convolutions ``W.T @ dY`` gives
+  the patch gradients, added back by ``kh*kw`` strided additions in a fixed order (col2im);
 * groups are a batch of GEMMs (numpy's stacked ``matmul``), so a depthwise or grouped
   convolution needs no Python loop either.
+
+Where the time of a training step goes (``benchmarks/bench_gemm.py --profile-step``): on the
+default's small networks the strided copies (patch matrices, padding) cost about as much as the
+GEMMs themselves: their inner runs are image rows of 2 to 16 floats.
 
 Summation orders are fixed by the shapes alone, so the same specification gives the same bits
 on every CPU of the pinned class. Dropout's mask comes from torch's CPU generator
@@ -80,6 +87,11 @@ def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) ->
 
 
 # --------------------------------------------------------------------------- convolution
+def _channel_major(x: torch.Tensor) -> bool:
+    """Whether an ``(N, C, H, W)`` tensor lies in memory as a contiguous ``(C, N, H, W)``."""
+    return x.transpose(0, 1).is_contiguous()
+
+
 def _pair(v: int | Sequence[int]) -> Pair:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
@@ -121,40 +133,48 @@ class _Geometry:
         self.k = self.kh * self.kw * self.cg
 
     def padded(self, x: torch.Tensor) -> torch.Tensor:
-        """The input as a contiguous, zero-padded NCHW tensor."""
-        if not any(self.pad):
-            return x.contiguous()
+        """The input zero-padded, in channel-major memory: ``(C, N, Hp, Wp)`` contiguous, returned
+        with its NCHW shape (a view; no copy where ``x`` is already channel-major and unpadded)."""
+        if not any(self.pad) and _channel_major(x):
+            return x
         t, b, l, r = self.pad
-        xp = x.new_zeros((self.n, self.c, self.hp, self.wp))
+        xp = x.new_zeros((self.c, self.n, self.hp, self.wp)).transpose(0, 1)
         xp[:, :, t:t + self.h, l:l + self.w] = x
         return xp
 
     def cols(self, x: torch.Tensor) -> torch.Tensor:
         """The patch matrices ``(g, C/g*kh*kw, N*Ho*Wo)``: rows in the weight's (c, kh, kw) order,
-        columns in (n, ho, wo) order. One strided copy; its inner runs are rows of the image."""
-        xp = self.padded(x)
-        sn, sc, sh, sw = xp.stride()
+        columns in (n, ho, wo) order. ``kh*kw`` strided copies from the channel-major padded
+        input, one per kernel offset; their inner runs are rows of the image."""
+        xp = self.padded(x).transpose(0, 1)  # (C, N, Hp, Wp), contiguous
+        if (self.kh, self.kw, self.stride) == (1, 1, (1, 1)):
+            return xp.reshape(self.g, self.k, self.rows)  # a 1x1 convolution: the input itself
+        out = torch.empty((self.c, self.kh, self.kw, self.n, self.ho, self.wo), dtype=x.dtype)
         (st_h, st_w), (d_h, d_w) = self.stride, self.dilation
-        view = xp.as_strided((self.g, self.cg, self.kh, self.kw, self.n, self.ho, self.wo),
-                             (self.cg * sc, sc, d_h * sh, d_w * sw, sn, st_h * sh, st_w * sw), xp.storage_offset())
-        return view.reshape(self.g, self.k, self.rows)
+        for i in range(self.kh):
+            for j in range(self.kw):
+                out[:, i, j].copy_(xp[:, :, i * d_h:i * d_h + st_h * (self.ho - 1) + 1:st_h,
+                                      j * d_w:j * d_w + st_w * (self.wo - 1) + 1:st_w])
+        return out.view(self.g, self.k, self.rows)
 
     def weight_matrix(self, weight: torch.Tensor) -> torch.Tensor:
         """``(g, F/g, C/g*kh*kw)``: the weight itself, no copy."""
         return weight.detach().reshape(self.g, self.fg, self.k)
 
-    def to_nchw(self, yt: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """GEMM outputs ``(g, F/g, N*Ho*Wo)`` as a contiguous ``(N, F, Ho, Wo)`` tensor (plus ``bias``)."""
-        y = torch.empty((self.n, self.f, self.ho, self.wo), dtype=yt.dtype)
-        y.copy_(yt.reshape(self.f, self.n, self.ho, self.wo).transpose(0, 1))
-        if bias is not None:
-            y += bias.detach().view(1, self.f, 1, 1)
-        return y
+    def output(self, dtype: torch.dtype) -> torch.Tensor:
+        """A new ``(N, F, Ho, Wo)`` tensor in channel-major memory (``(F, N, Ho, Wo)`` contiguous)."""
+        hw = self.ho * self.wo
+        return torch.empty_strided((self.n, self.f, self.ho, self.wo), (hw, self.n * hw, self.wo, 1), dtype=dtype)
+
+    def gemm_view(self, y: torch.Tensor) -> torch.Tensor:
+        """The ``(g, F/g, N*Ho*Wo)`` matrices of a tensor made by :meth:`output` (a view)."""
+        return y.transpose(0, 1).view(self.g, self.fg, self.rows)
 
     def grad_rows(self, grad_out: torch.Tensor) -> torch.Tensor:
-        """The output gradient as ``(g, F/g, N*Ho*Wo)`` (a channel-major copy)."""
-        gt = torch.empty((self.f, self.n, self.ho, self.wo), dtype=grad_out.dtype)
-        gt.copy_(grad_out.transpose(0, 1))
+        """The output gradient as ``(g, F/g, N*Ho*Wo)`` (a view where it is channel-major, else a copy)."""
+        gt = grad_out.transpose(0, 1)
+        if not gt.is_contiguous():
+            gt = gt.contiguous()
         return gt.view(self.g, self.fg, self.rows)
 
     def transposed(self) -> "_Geometry | None":
@@ -176,14 +196,16 @@ class _Geometry:
         w = weight.detach().reshape(self.g, self.fg, self.cg, self.kh, self.kw).flip(3, 4)
         return w.transpose(1, 2).reshape(self.c, self.fg, self.kh, self.kw)
 
-    def input_grad(self, grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def input_grad(self, grad_out: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """The gradient with respect to the input: one GEMM over the output gradient's patches
-        (stride 1), or the patch gradients added back by :meth:`col2im` (strided convolutions)."""
+        (stride 1), or the patch gradients added back by :meth:`col2im` (strided convolutions);
+        ``rows``: :meth:`grad_rows` of ``grad_out`` where the caller has it already."""
         tg = self.transposed()
         if tg is not None:
             return _forward(tg, grad_out, self.transposed_weight(weight), None)
         wm = self.weight_matrix(weight)
-        return self.col2im(matmul(wm.transpose(1, 2), self.grad_rows(grad_out)))
+        rows = self.grad_rows(grad_out) if rows is None else rows
+        return self.col2im(matmul(wm.transpose(1, 2), rows))
 
     def col2im(self, dcols: torch.Tensor) -> torch.Tensor:
         """Add the patch gradients ``(g, C/g*kh*kw, N*Ho*Wo)`` back into a contiguous ``(N, C, H, W)``
@@ -197,13 +219,17 @@ class _Geometry:
                 cols = slice(j * d_w, j * d_w + st_w * (self.wo - 1) + 1, st_w)
                 gx[:, :, rows, cols] += d[:, i, j]
         t, _, l, _ = self.pad
-        return gx[:, :, t:t + self.h, l:l + self.w].transpose(0, 1).contiguous()
+        return gx[:, :, t:t + self.h, l:l + self.w].contiguous().transpose(0, 1)
 
 
 def _forward(geo: _Geometry, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
              cols: torch.Tensor | None = None) -> torch.Tensor:
     cols = geo.cols(x) if cols is None else cols
-    return geo.to_nchw(matmul(geo.weight_matrix(weight), cols), bias)
+    y = geo.output(x.dtype)
+    matmul(geo.weight_matrix(weight), cols, out=geo.gemm_view(y))
+    if bias is not None:
+        y += bias.detach().view(1, geo.f, 1, 1)
+    return y
 
 
 class _Conv2d(torch.autograd.Function):
@@ -221,10 +247,10 @@ class _Conv2d(torch.autograd.Function):
         geo = ctx.geo
         (weight,) = ctx.saved_tensors
         gx = gw = gb = None
+        gt = geo.grad_rows(grad_out) if ctx.needs_input_grad[1] or ctx.has_bias else None
         if ctx.needs_input_grad[0]:
-            gx = geo.input_grad(grad_out, weight)
-        if ctx.needs_input_grad[1] or ctx.has_bias:
-            gt = geo.grad_rows(grad_out)
+            gx = geo.input_grad(grad_out, weight, gt)
+        if gt is not None:
             if ctx.needs_input_grad[1]:
                 gw = matmul(gt, ctx.cols.transpose(1, 2)).view(weight.shape)
             if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -311,7 +337,18 @@ class Dropout(nn.Dropout):
         return dropout(input, self.p, self.training, self.inplace)
 
 
-_SWAP = {nn.Conv2d: Conv2d, nn.Linear: Linear, nn.Dropout: Dropout}
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` on a contiguous NCHW copy of its input.
+
+    :class:`Conv2d` writes its output in channel-major memory; ATen's batch norm sums its
+    statistics in an order that follows the memory layout, so it is given the layout torch's own
+    convolution writes (and that the committed runs were trained with)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return super().forward(input.contiguous())
+
+
+_SWAP = {nn.Conv2d: Conv2d, nn.Linear: Linear, nn.Dropout: Dropout, nn.BatchNorm2d: BatchNorm2d}
 _BACK = {v: k for k, v in _SWAP.items()}
 
 

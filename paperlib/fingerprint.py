@@ -130,7 +130,7 @@ def _blas_primitives(out: dict[str, str], convs: list, draw, rng) -> None:
     ws = torch.from_numpy(draw(8, 8, 3, 3)).requires_grad_()
     ys = blas.conv2d(xs, ws, None, 2, 1)
     ys.backward(torch.from_numpy(draw(*ys.shape)))
-    out["blas.conv2d stride-2 fwd+bwd"] = _hash(torch.cat([ys.view(-1), xs.grad.view(-1), ws.grad.view(-1)]))
+    out["blas.conv2d stride-2 fwd+bwd"] = _hash(torch.cat([ys.reshape(-1), xs.grad.reshape(-1), ws.grad.reshape(-1)]))
     xl, wl = torch.from_numpy(draw(128, 512)).requires_grad_(), torch.from_numpy(draw(10, 512)).requires_grad_()
     yl = blas.linear(xl, wl)
     yl.backward(torch.from_numpy(draw(128, 10)))

@@ -12,10 +12,9 @@ the rest from here; ``make reproduce PROFILE=smoke`` selects one.
     the embedded default and the main job of ``make reproduce``: digits (bundled with
     scikit-learn, so nothing is downloaded), five architectures sized for 16x16
     inputs, 64 networks each, plus a double-width LeNet population for the
-    width-transfer experiment; one population replicate committed. ``-p replicates=2`` on
-    01_train retrains the grid with seeds derived from the replicate (:meth:`Profile.replicate`),
-    so that Table 2 marks only what holds in both and measures how far a cell moves between
-    them; it doubles the training time, which did not fit the release.
+    width-transfer experiment; two population replicates: replicate 1 retrains the grid with
+    seeds derived from the replicate (:meth:`Profile.replicate`), so that Table 2 marks only what
+    holds in both and measures how far a cell moves between them (the noise floor).
 ``paper``
     the paper's scale: CIFAR-10 and Tiny-ImageNet, the paper's architectures and
     epochs and its Table 1 thresholds. Needs the datasets under ``PAPERLIB_DATA`` and,
@@ -92,9 +91,9 @@ DEFAULT = Profile(
     ),
     image_size={"digits": 16},
     burn_in=10,
-    # one population replicate: a second one (the grid retrained with seeds derived per replicate,
-    # replicate 0's runs reused) doubles 01's hour on 2 cores; `-p replicates=2` on 01_train adds it
-    replicates=1,
+    # two population replicates (the grid retrained with seeds derived per replicate): what moves
+    # between them is the noise floor printed beside Table 2; each costs about an hour of 01 on 2 cores
+    replicates=2,
     transfers=(
         Transfer("deeper", ("ResNet-20",), "ResNet-32"),
         Transfer("older-to-resnet", ("LeNet", "AlexNet", "VGG"), "ResNet-20"),

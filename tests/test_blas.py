@@ -121,10 +121,27 @@ def test_swapped_layers_keep_the_state_dict_and_compute_the_same_network():
     ref = plain(x)
     keys = list(plain.state_dict())
     swapped = blas.portable_layers(plain)
-    assert [type(m) for m in swapped] == [blas.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Flatten, blas.Dropout, blas.Linear]
+    assert [type(m) for m in swapped] == [blas.Conv2d, blas.BatchNorm2d, nn.ReLU, nn.Flatten, blas.Dropout, blas.Linear]
     assert list(swapped.state_dict()) == keys and isinstance(swapped[0], nn.Conv2d)
     assert _rel(swapped(x), ref.double()) < 1e-5
     assert [type(m) for m in blas.plain_layers(swapped)][0] is nn.Conv2d
+
+
+def test_convolution_outputs_are_channel_major_and_batch_norm_sees_the_nchw_layout():
+    """The GEMM writes (F, N, Ho, Wo) memory; batch norm's statistics are summed in the order of a
+    contiguous NCHW input, so its bits (training mode, forward and backward) are torch's on that copy."""
+    torch.manual_seed(3)
+    x = torch.randn(5, 3, 7, 7)
+    y = blas.conv2d(x, torch.randn(4, 3, 3, 3), None, 1, 1)
+    assert y.shape == (5, 4, 7, 7) and y.transpose(0, 1).is_contiguous() and not y.is_contiguous()
+    ours, ref = blas.BatchNorm2d(4).train(), nn.BatchNorm2d(4).train()
+    a, b = y.clone().requires_grad_(), y.contiguous().requires_grad_()
+    out_a, out_b = ours(a), ref(b)
+    assert torch.equal(out_a, out_b) and torch.equal(ours.running_var, ref.running_var)
+    g = torch.randn(5, 4, 7, 7)
+    out_a.backward(g)
+    out_b.backward(g)
+    assert torch.equal(a.grad, b.grad)
 
 
 def test_the_output_of_a_blas_layer_may_be_changed_in_place():

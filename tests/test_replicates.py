@@ -56,7 +56,7 @@ def test_a_replicate_shares_the_store_and_has_its_own_results():
 
 
 def test_default_and_smoke_profiles_name_their_replicates():
-    assert get_profile("default").replicates == 1 and SMOKE.replicates == 1
+    assert get_profile("default").replicates == 2 and SMOKE.replicates == 1
     assert get_profile("default").with_overrides(replicates=2).replicates == 2
 
 
