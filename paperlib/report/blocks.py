@@ -143,9 +143,14 @@ def table2_at_a_glance(profile: str) -> list[str]:
                    else f"| {arch} on {dataset} (t={t}) | – | ")
         out[-1] += " | ".join(cells) + " |"
     seeds = t2["n_seeds"].dropna()
+    reps = int(t2["n_replicates"].max()) if "n_replicates" in t2 and t2["n_replicates"].notna().any() else 1
     names = " / ".join(c.upper() for c in classifiers)
-    out += ["", f"Cells: mean accuracy of the high/low classifier ({names}) at the last t"
-            + (f", over {int(seeds.max())} fold seeds" if len(seeds) else "")
+    over = ""
+    if len(seeds):  # n_seeds of a combined table counts the fold seeds of every replicate
+        per = int(seeds.max()) // reps
+        over = (f", the mean over {reps} population replicates of the mean over {per} fold seeds" if reps > 1
+                else f", over {per} fold seeds")
+    out += ["", f"Cells: mean accuracy of the high/low classifier ({names}) at the last t" + over
             + "; single-class predictors are left out. Spreads, the paired tests and the paper's numbers "
               "are in the full Table 2."]
     return out
