@@ -229,3 +229,32 @@ _ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THR
 def test_training_gives_the_same_snapshots_whatever_the_threads_of_the_environment(tmp_path):
     """A run fixes its own threads (torch's and the BLAS's) to the specification's."""
     assert _python(_TRAIN, _ONE_THREAD, tmp=tmp_path) == _python(_TRAIN, _THREADS, tmp=tmp_path)
+
+
+_BIG_CONV = r"""
+import hashlib, json, sys, torch
+from paperlib import blas
+from paperlib.train import device as dev
+kept = dev.keep_freed_memory() if sys.argv[-1] == "keep" else False
+g = torch.Generator().manual_seed(0)
+x = torch.randn((512, 4, 28, 28), generator=g, requires_grad=True)  # a patch matrix of 58 MB: above glibc's mmap bound
+w = torch.randn((4, 4, 3, 3), generator=g, requires_grad=True)
+h = hashlib.sha256()
+for _ in range(2):  # the second pass reuses what the first freed
+    y = blas.conv2d(x, w, None, 1, 1)
+    y.square().sum().backward()
+    for t in (y, x.grad, w.grad):
+        h.update(t.detach().contiguous().numpy().tobytes())
+print(json.dumps({"kept": kept, "sha256": h.hexdigest()}))
+"""
+
+
+@needs_pin
+def test_keeping_freed_memory_changes_no_bit(tmp_path):
+    """run_context makes a process keep the memory it frees (glibc's mallopt, paperlib.train.device): the
+    evaluation's 58 MB patch matrices are then not faulted in afresh on every batch. Where memory comes from
+    must not change a result: a convolution's output and gradients, twice over, with and without it."""
+    kept = _python(_BIG_CONV.replace("sys.argv[-1]", "'keep'"), {}, tmp=tmp_path)
+    fresh = _python(_BIG_CONV.replace("sys.argv[-1]", "'no'"), {}, tmp=tmp_path)
+    assert kept["kept"] is True  # glibc took the settings
+    assert kept["sha256"] == fresh["sha256"]

@@ -35,6 +35,14 @@ matrix products
     threads, so the bits do not depend on the CPU's vendor or model. oneDNN, NNPACK and MKL
     (which follows the vendor) do no arithmetic of a run. Elsewhere (a GPU,
     ``PAPERLIB_KERNELS=native``, a CPU outside the class) torch's own layers run.
+freed memory
+    glibc returns every freed block above 32 MB to the kernel (``mmap``), so a buffer of that size
+    allocated once per batch (the patch matrix of a 28x28 layer at the evaluation's batch of 512:
+    58 MB for 4 channels) is faulted in page by page, zeroed by the kernel, on every batch:
+    measured, the faults cost 7x the copies that fill it. From its first :func:`run_context` on,
+    a process keeps the memory it frees (:func:`keep_freed_memory`: no ``mmap``, a 1 GiB trim
+    threshold). Only where memory comes from changes, not a number: the evaluation of a
+    Fashion-MNIST ResNet ran about twice as fast.
 """
 
 from __future__ import annotations
@@ -118,10 +126,25 @@ def portable_layers(model: nn.Module, device: str, precision: str = "float32") -
     return blas.portable_layers(model) if uses_blas(device, precision) else model
 
 
+def keep_freed_memory() -> bool:
+    """From now on this process keeps the memory it frees (glibc's ``mallopt``: no ``mmap`` for large
+    blocks, a trim threshold of 1 GiB); see the module docstring. Not undone: a process that trains
+    keeps it. Returns False, changing nothing, where the C library is not glibc."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # glibc's malloc.h
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 1 << 30))
+
+
 @contextlib.contextmanager
 def run_context(device: str, threads: int) -> Iterator[None]:
     """Threads fixed to ``threads`` (torch's intra-op threads and, for :mod:`paperlib.blas`, the
-    BLAS threads), deterministic algorithms on; all restored afterwards.
+    BLAS threads), deterministic algorithms on; all restored afterwards. On the CPU the process
+    also keeps the memory it frees from then on (:func:`keep_freed_memory`).
 
     Refuses (:class:`paperlib.kernels.KernelError`) to run when torch or numpy already chose other
     CPU kernels than the pinned ones.
@@ -141,6 +164,8 @@ def run_context(device: str, threads: int) -> Iterator[None]:
     # is written before it is read, so that fill would only cost time (a quarter of a ResNet step)
     torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.benchmark = False
+    if device == "cpu":
+        keep_freed_memory()
     try:
         with threadpool_limits(limits=int(threads), user_api="blas"):
             yield
