@@ -49,7 +49,7 @@ DOWNLOAD ?=
 reproduce: $(VENV)/.installed
 	case "$(PROFILE)" in fmnist*) $(PY) -m paperlib.train.fashion_mnist --setup $(if $(filter 1,$(DOWNLOAD)),--download) ;; esac
 	$(PY) -m paperlib.pipeline --profile $(PROFILE) $(ARGS)
-	if [ "$(PROFILE)" = default ]; then $(PY) -m paperlib.report; fi
+	case "$(PROFILE)" in default|fmnist) $(PY) -m paperlib.report ;; esac  # the profiles the README shows (REPORTED_PROFILES)
 
 # Two pytest-xdist workers, one per core of the 2-core machine the suite is sized for; each test
 # module is one group (tests/conftest.py). TEST_WORKERS=0 runs the suite in one process.

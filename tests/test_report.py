@@ -20,6 +20,16 @@ def test_the_readme_shows_the_committed_default_results():
     assert "### The `default` profile" in text and "Table 2 at a glance" in text
 
 
+def test_make_reproduce_rewrites_the_readme_for_every_profile_it_shows():
+    """``make reproduce PROFILE=X`` runs ``paperlib.report`` exactly for the profiles the README shows."""
+    import re
+
+    line = next(x for x in (paths.CODE / "Makefile").read_text().splitlines() if "-m paperlib.report" in x)
+    case = re.search(r'case "\$\(PROFILE\)" in ([\w|-]+)\)', line)
+    assert case, line
+    assert set(case.group(1).split("|")) == set(blocks.REPORTED_PROFILES)
+
+
 def _tmp_root(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(paths, "FIGURES", tmp_path / "figures")
